@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ctnet/ctnet/internal/sandbox"
+)
+
+func TestBridgeShowMatchesBrctl(t *testing.T) {
+	s := sandbox.New(t)
+	s.MustCtnet("network", "create", "web")
+	for i := 0; i < 3; i++ {
+		s.MustCtnet("network", "connect", "bridge", "--netns", s.Netns().NetPath())
+	}
+	s.MustCtnet("network", "connect", "web", "--netns", s.Netns().NetPath())
+	for _, args := range [][]string{{}, {"ctnet0"}} {
+		want := s.Host.MustRun("brctl", append([]string{"show"}, args...)...)
+		got := s.MustCtnet(append([]string{"bridge", "show"}, args...)...)
+		if got != want {
+			t.Errorf("bridge show %v:\n%q\nbrctl show:\n%q", args, got, want)
+		}
+	}
+}
+
+func TestNetworkCreateInspectRm(t *testing.T) {
+	s := sandbox.New(t)
+	id := strings.TrimSpace(s.MustCtnet("network", "create", "--subnet", "10.10.0.0/24", "--gateway", "10.10.0.254", "web"))
+	if len(id) != 64 {
+		t.Fatalf("create printed %q, want a 64-hex id", id)
+	}
+	auto := strings.TrimSpace(s.MustCtnet("network", "create", "auto"))
+	if q := s.MustCtnet("network", "ls", "-q"); !strings.Contains(q, id[:12]) || !strings.Contains(q, auto[:12]) {
+		t.Errorf("ls -q:\n%s", q)
+	}
+	if f := s.MustCtnet("network", "ls", "--format", "{{.Name}} {{.Driver}}"); f != "bridge bridge\nauto bridge\nweb bridge\nhost host\nnone null\n" {
+		t.Errorf("ls --format:\n%s", f)
+	}
+	if got := s.MustCtnet("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", "web", "auto"); got != "10.10.0.0/24 10.10.0.254\n172.18.0.0/16 172.18.0.1\n" {
+		t.Errorf("subnets:\n%s", got)
+	}
+	ns := s.Netns()
+	s.MustCtnet("network", "connect", "web", "--netns", ns.NetPath())
+	var nets []struct {
+		Containers map[string]struct{ Name, MacAddress, IPv4Address string }
+	}
+	if err := json.Unmarshal([]byte(s.MustCtnet("network", "inspect", "web")), &nets); err != nil {
+		t.Fatal(err)
+	}
+	if len(nets[0].Containers) != 1 {
+		t.Fatalf("containers: %+v", nets[0].Containers)
+	}
+	for _, c := range nets[0].Containers {
+		if c.IPv4Address != "10.10.0.1/24" || c.MacAddress != "02:42:0a:0a:00:01" || c.Name != ns.NetPath() {
+			t.Errorf("endpoint %+v", c)
+		}
+	}
+	if _, e, err := s.Ctnet("network", "rm", "web"); err == nil || !strings.Contains(e, "in use") {
+		t.Errorf("rm of a network in use: err=%v %s", err, e)
+	}
+	s.MustCtnet("network", "disconnect", "web", "--netns", ns.NetPath())
+	s.MustCtnet("network", "rm", "web", "auto")
+	if l := s.Host.MustRun("ip", "-o", "link"); strings.Contains(l, "br-") || strings.Contains(l, "veth") {
+		t.Errorf("links left after rm:\n%s", l)
+	}
+	assertClean(t, s, "ctnet0")
+}
+
+func TestDetachAndReconcileLeaveNothing(t *testing.T) {
+	s := sandbox.New(t)
+	a, b := s.Netns(), s.Netns()
+	s.MustCtnet("network", "connect", "bridge", "--netns", a.NetPath())
+	s.MustCtnet("network", "connect", "bridge", "--netns", b.NetPath())
+	s.MustCtnet("network", "disconnect", "bridge", "--netns", a.NetPath())
+	if l := a.MustRun("ip", "-o", "link"); strings.Contains(l, "eth0") {
+		t.Errorf("eth0 still in detached namespace: %s", l)
+	}
+	// A namespace that disappears behind ctnet's back is released by reconcile.
+	b.Kill()
+	out := s.MustCtnet("system", "reconcile")
+	if !strings.Contains(out, "released 172.17.0.3") {
+		t.Errorf("reconcile said:\n%s", out)
+	}
+	if out := s.MustCtnet("system", "reconcile"); out != "" {
+		t.Errorf("second reconcile still found work:\n%s", out)
+	}
+	assertClean(t, s, "ctnet0")
+	// The freed addresses are handed out again.
+	c := s.Netns()
+	s.MustCtnet("network", "connect", "bridge", "--netns", c.NetPath(), "--ip", "172.17.0.3")
+}
+
+func TestReconcileRepairsKernel(t *testing.T) {
+	s := sandbox.New(t)
+	s.MustCtnet("network", "create", "--subnet", "10.20.0.0/24", "web")
+	a := s.Netns()
+	s.MustCtnet("network", "connect", "web", "--netns", a.NetPath())
+	// Someone deletes the bridge and ctnet's table.
+	s.Host.MustRun("ip", "link", "del", "ctnet0")
+	s.Host.MustRun("nft", "delete", "table", "inet", "ctnet")
+	out := s.MustCtnet("system", "reconcile")
+	for _, w := range []string{"recreated bridge ctnet0", "firewall:"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("reconcile output lacks %q:\n%s", w, out)
+		}
+	}
+	if err := a.Ping(sandbox.UpstreamAddr); err != nil {
+		t.Errorf("after reconcile: %v", err)
+	}
+	// A veth that no endpoint owns is removed.
+	s.Host.MustRun("ip", "link", "add", "vethdead000", "master", "ctnet0", "type", "veth", "peer", "name", "vethdead001")
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "deleted veth vethdead000") {
+		t.Errorf("orphan veth: reconcile said:\n%s", out)
+	}
+}
+
+// assertClean checks that the sandbox holds no endpoint of ctnet: no veth on
+// the host, no lease or endpoint in the store (seen through inspect), no
+// file left under the run directory but ctnet's own database and lock.
+func assertClean(t *testing.T, s *sandbox.Sandbox, bridge string) {
+	t.Helper()
+	if l := s.Host.MustRun("ip", "-o", "link", "show", "master", bridge); strings.TrimSpace(l) != "" {
+		t.Errorf("ports left on %s:\n%s", bridge, l)
+	}
+	if c := s.MustCtnet("network", "inspect", "-f", "{{len .Containers}}", "bridge"); strings.TrimSpace(c) != "0" {
+		t.Errorf("bridge network still lists %s endpoints", c)
+	}
+	filepath.Walk(s.RunRoot, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && fi.Name() != "ctnet.db" && fi.Name() != "lock" {
+			t.Errorf("file left in run root: %s", p)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+)
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%q requires exactly %d argument(s) (%s), got %d; see '%s --help'", cmd.CommandPath(), n, names, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return fmt.Errorf("%q requires at least %d argument(s) (%s); see '%s --help'", cmd.CommandPath(), n, names, cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+func containsAddr(prefix, addr string) bool {
+	p, err1 := netip.ParsePrefix(prefix)
+	a, err2 := netip.ParseAddr(addr)
+	return err1 == nil && err2 == nil && p.Contains(a)
+}

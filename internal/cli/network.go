@@ -1,0 +1,449 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctnet/ctnet/internal/engine"
+)
+
+func (a *app) networkCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "network",
+		Short: "Manage networks",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(a.networkCreateCmd(), a.networkRmCmd(), a.networkLsCmd(), a.networkInspectCmd(),
+		a.networkConnectCmd(), a.networkDisconnectCmd())
+	return cmd
+}
+
+func (a *app) networkCreateCmd() *cobra.Command {
+	var (
+		driver                      string
+		subnets, gateways, ipRanges []string
+		aux, opts, labels           []string
+		internal, ipv6              bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] NETWORK",
+		Short: "Create a network",
+		Example: `  ctnet network create web
+  ctnet network create --subnet 10.10.0.0/24 --gateway 10.10.0.254 web
+  ctnet network create --internal -o com.docker.network.bridge.enable_icc=false backend`,
+		Args: exactArgs(1, "NETWORK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec := engine.NetworkSpec{Name: args[0], Driver: driver, Internal: internal, IPv6: ipv6}
+			var err error
+			if spec.Subnets, err = subnetSpecs(subnets, gateways, ipRanges, aux); err != nil {
+				return err
+			}
+			if spec.Options, err = keyValues("--opt", opts); err != nil {
+				return err
+			}
+			if spec.Labels, err = keyValues("--label", labels); err != nil {
+				return err
+			}
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			n, err := e.CreateNetwork(spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.out, n.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&driver, "driver", "d", "bridge", "driver that manages the network")
+	f.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form (repeatable: one IPv4, IPv6 with --ipv6)")
+	f.StringArrayVar(&gateways, "gateway", nil, "gateway of the subnet given in the same position")
+	f.StringArrayVar(&ipRanges, "ip-range", nil, "allocate container addresses from this sub-range of the subnet")
+	f.StringArrayVar(&aux, "aux-address", nil, "address the allocator must not hand out (NAME=IP)")
+	f.StringArrayVarP(&opts, "opt", "o", nil, "driver option KEY=VALUE (Docker's com.docker.network.* names)")
+	f.StringArrayVar(&labels, "label", nil, "metadata KEY=VALUE")
+	f.BoolVar(&internal, "internal", false, "no route to the outside and no NAT")
+	f.BoolVar(&ipv6, "ipv6", false, "enable IPv6 (needs an IPv6 --subnet)")
+	return cmd
+}
+
+// subnetSpecs pairs --gateway, --ip-range and --aux-address with the
+// --subnet that holds them, as Docker does.
+func subnetSpecs(subnets, gateways, ranges, aux []string) ([]engine.SubnetSpec, error) {
+	if len(gateways) > len(subnets) {
+		return nil, fmt.Errorf("--gateway needs a --subnet to belong to (got %d gateways for %d subnets)", len(gateways), len(subnets))
+	}
+	if len(ranges) > len(subnets) {
+		return nil, fmt.Errorf("--ip-range needs a --subnet to belong to (got %d ranges for %d subnets)", len(ranges), len(subnets))
+	}
+	out := make([]engine.SubnetSpec, len(subnets))
+	for i, s := range subnets {
+		out[i].Subnet = s
+		if i < len(gateways) {
+			out[i].Gateway = gateways[i]
+		}
+		if i < len(ranges) {
+			out[i].IPRange = ranges[i]
+		}
+	}
+	for _, kv := range aux {
+		name, ip, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || ip == "" {
+			return nil, fmt.Errorf("--aux-address %q: want NAME=IP", kv)
+		}
+		placed := false
+		for i := range out {
+			if containsAddr(out[i].Subnet, ip) {
+				if out[i].AuxAddresses == nil {
+					out[i].AuxAddresses = map[string]string{}
+				}
+				out[i].AuxAddresses[name] = ip
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			return nil, fmt.Errorf("--aux-address %s=%s is in no --subnet", name, ip)
+		}
+	}
+	return out, nil
+}
+
+func keyValues(flag string, kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (a *app) networkRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NETWORK [NETWORK...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove one or more networks",
+		Args:    minArgs(1, "NETWORK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			removed, err := e.RemoveNetwork(args...)
+			for _, r := range removed {
+				fmt.Fprintln(a.out, r)
+			}
+			return err
+		},
+	}
+}
+
+// networkRow is one line of `network ls`, with Docker's field names.
+type networkRow struct {
+	ID, Name, Driver, Scope string
+	IPv6, Internal          bool
+	Labels                  string
+	CreatedAt               string
+	n                       engine.NetworkInfo
+}
+
+var networkHeaders = map[string]string{
+	"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+	"IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+}
+
+func (a *app) networkLsCmd() *cobra.Command {
+	var (
+		quiet, noTrunc bool
+		format         string
+		filters        []string
+	)
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			nets, err := e.Networks()
+			if err != nil {
+				return err
+			}
+			match, err := networkFilter(filters)
+			if err != nil {
+				return err
+			}
+			var rows []networkRow
+			for _, n := range nets {
+				if !match(n) {
+					continue
+				}
+				id := n.ID
+				if !noTrunc {
+					id = engine.ShortID(id)
+				}
+				rows = append(rows, networkRow{
+					ID: id, Name: n.Name, Driver: n.Driver, Scope: "local",
+					IPv6: n.IPv6, Internal: n.Internal, Labels: joinKV(n.Labels),
+					CreatedAt: n.Created.Format("2006-01-02 15:04:05.999999999 -0700 MST"), n: n,
+				})
+			}
+			if quiet {
+				format = "{{.ID}}"
+			}
+			if format == "" {
+				format = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+			}
+			return writeList(a.out, format, networkHeaders, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&quiet, "quiet", "q", false, "only display network IDs")
+	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate the output")
+	f.StringVar(&format, "format", "", "format output with a Go template, 'table TEMPLATE' or 'json'")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter output (name=, id=, driver=, label=KEY[=VALUE], type=custom|builtin)")
+	return cmd
+}
+
+// networkFilter implements Docker's `network ls --filter` keys. Filters of
+// one key are OR'ed, different keys AND'ed, as in Docker.
+func networkFilter(filters []string) (func(engine.NetworkInfo) bool, error) {
+	by := map[string][]string{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("--filter %q: want KEY=VALUE", f)
+		}
+		switch k {
+		case "name", "id", "driver", "label", "type", "scope":
+		default:
+			return nil, fmt.Errorf("--filter %q: unknown key %q; use name, id, driver, label, type or scope", f, k)
+		}
+		if k == "type" && v != "custom" && v != "builtin" {
+			return nil, fmt.Errorf("--filter %q: type is custom or builtin", f)
+		}
+		by[k] = append(by[k], v)
+	}
+	builtin := func(n engine.NetworkInfo) bool {
+		return n.Name == engine.DefaultNetwork || n.Name == "host" || n.Name == "none"
+	}
+	one := func(k, v string, n engine.NetworkInfo) bool {
+		switch k {
+		case "name":
+			return strings.Contains(n.Name, v)
+		case "id":
+			return strings.HasPrefix(n.ID, v)
+		case "driver":
+			return n.Driver == v
+		case "scope":
+			return v == "local"
+		case "type":
+			return builtin(n) == (v == "builtin")
+		default: // label
+			lk, lv, hasV := strings.Cut(v, "=")
+			got, ok := n.Labels[lk]
+			return ok && (!hasV || got == lv)
+		}
+	}
+	return func(n engine.NetworkInfo) bool {
+		for k, vs := range by {
+			any := false
+			for _, v := range vs {
+				if one(k, v, n) {
+					any = true
+					break
+				}
+			}
+			if !any {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+func joinKV(m map[string]string) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Docker's `network inspect` shape.
+type (
+	networkJSON struct {
+		Name       string
+		Id         string
+		Created    time.Time
+		Scope      string
+		Driver     string
+		EnableIPv6 bool
+		IPAM       ipamJSON
+		Internal   bool
+		Attachable bool
+		Ingress    bool
+		ConfigFrom struct{ Network string }
+		ConfigOnly bool
+		Containers map[string]endpointJSON
+		Options    map[string]string
+		Labels     map[string]string
+	}
+	ipamJSON struct {
+		Driver  string
+		Options map[string]string
+		Config  []engine.Subnet
+	}
+	endpointJSON struct {
+		Name        string
+		EndpointID  string
+		MacAddress  string
+		IPv4Address string
+		IPv6Address string
+	}
+)
+
+func toNetworkJSON(n engine.NetworkInfo) networkJSON {
+	j := networkJSON{
+		Name: n.Name, Id: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
+		EnableIPv6: n.IPv6, Internal: n.Internal, Attachable: false,
+		IPAM:       ipamJSON{Driver: "default", Options: map[string]string{}, Config: n.Subnets},
+		Containers: map[string]endpointJSON{}, Options: n.Options, Labels: n.Labels,
+	}
+	if j.IPAM.Config == nil {
+		j.IPAM.Config = []engine.Subnet{}
+	}
+	if j.Options == nil {
+		j.Options = map[string]string{}
+	}
+	if j.Labels == nil {
+		j.Labels = map[string]string{}
+	}
+	if n.Bridge != "" {
+		j.Options[engine.OptBridgeName] = n.Bridge
+		if _, ok := j.Options[engine.OptMTU]; !ok {
+			j.Options[engine.OptMTU] = fmt.Sprint(n.MTU)
+		}
+	}
+	for _, ep := range n.Endpoints {
+		key := ep.Container
+		if key == "" {
+			key = "ep-" + ep.ID // a bare namespace has no container id
+		}
+		j.Containers[key] = endpointJSON{
+			Name: ep.Name, EndpointID: ep.ID, MacAddress: ep.MAC,
+			IPv4Address: ep.IPv4, IPv6Address: ep.IPv6,
+		}
+	}
+	return j
+}
+
+func (a *app) networkInspectCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] NETWORK [NETWORK...]",
+		Short: "Display detailed information on one or more networks",
+		Args:  minArgs(1, "NETWORK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			var out []networkJSON
+			var missing []string
+			for _, ref := range args {
+				n, err := e.InspectNetwork(ref)
+				if engine.IsNotFound(err) {
+					missing = append(missing, err.Error())
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				out = append(out, toNetworkJSON(*n))
+			}
+			if err := writeInspect(a.out, format, out); err != nil {
+				return err
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("%s", strings.Join(missing, "\n"))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format output with a Go template")
+	return cmd
+}
+
+func (a *app) networkConnectCmd() *cobra.Command {
+	var spec engine.AttachSpec
+	cmd := &cobra.Command{
+		Use:   "connect [OPTIONS] NETWORK --netns PATH",
+		Short: "Connect a network namespace to a network",
+		Long: `Connect a network namespace to a network. Any namespace works, not only
+ctnet's containers: a veth pair is made with its host end (veth + 7 hex) on the
+network's bridge and its inner end (eth0, eth1, …) inside the namespace, with an
+address, the bridge's MTU and a default route via the gateway.`,
+		Example: `  ip netns add demo && ctnet network connect bridge --netns /run/netns/demo
+  ctnet network connect web --netns /proc/1234/ns/net --ip 10.10.0.50`,
+		Args: exactArgs(1, "NETWORK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if spec.NetNS == "" {
+				return fmt.Errorf("network connect: give the namespace with --netns PATH")
+			}
+			spec.Network = args[0]
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			ep, err := e.Attach(spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%s %s %s %s\n", ep.IfName, ep.IPv4, ep.MAC, ep.HostIf)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&spec.NetNS, "netns", "", "path of the network namespace to connect (/proc/PID/ns/net, /run/netns/NAME)")
+	f.StringVar(&spec.IP, "ip", "", "IPv4 address (default: next free one)")
+	f.StringVar(&spec.IP6, "ip6", "", "IPv6 address (default: next free one)")
+	f.StringVar(&spec.IfName, "ifname", "", "interface name inside the namespace (default: first free ethN)")
+	f.StringVar(&spec.MAC, "mac-address", "", "MAC address (default: derived from the IPv4 address, as Docker)")
+	f.StringArrayVar(&spec.Aliases, "alias", nil, "network-scoped alias")
+	return cmd
+}
+
+func (a *app) networkDisconnectCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "disconnect NETWORK --netns PATH",
+		Short: "Disconnect a network namespace from a network",
+		Args:  exactArgs(1, "NETWORK"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if path == "" {
+				return fmt.Errorf("network disconnect: give the namespace with --netns PATH")
+			}
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			return e.Detach(args[0], path)
+		},
+	}
+	cmd.Flags().StringVar(&path, "netns", "", "path of the network namespace to disconnect")
+	return cmd
+}

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/vishvananda/netlink"
+)
+
+func (a *app) systemCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "system", Short: "Manage ctnet itself", Args: cobra.NoArgs}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "reconcile",
+		Short: "Make the kernel agree with ctnet's state and release what nothing owns",
+		Long: `Compare the stored networks and endpoints with the kernel and repair every
+difference: recreate missing bridges and firewall rules, release addresses of
+namespaces that are gone, delete veths, bridges and leases that nothing owns.
+Prints one line per change (nothing when all is in order).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			e.Log = func(format string, args ...any) { fmt.Fprintf(a.out, format+"\n", args...) }
+			_, err = e.Reconcile()
+			return err
+		},
+	})
+	return cmd
+}
+
+func (a *app) bridgeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bridge", Short: "Look at bridges", Args: cobra.NoArgs}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show [BRIDGE...]",
+		Short: "Show bridges and their ports, exactly as `brctl show` prints them",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return fmt.Errorf("netlink: %w", err)
+			}
+			defer h.Close()
+			bs, err := netx.Bridges(h, args...)
+			if err != nil {
+				return err
+			}
+			return netx.WriteBrctl(a.out, bs)
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,190 @@
+// Package bridge is ctnet's bridge driver: a network is a Linux bridge with
+// the gateway addresses on it and its facts in the firewall's sets; an
+// endpoint is a veth pair whose host end is a port of that bridge.
+package bridge
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/ctnet/ctnet/internal/firewall"
+	"github.com/ctnet/ctnet/internal/netx"
+)
+
+// AliasPrefix marks bridges that ctnet made (IFLA_IFALIAS), so reconcile can
+// tell its own leftovers from anybody else's bridges.
+const AliasPrefix = "ctnet network "
+
+// Network is what the driver needs to know of a network.
+type Network struct {
+	Name       string
+	Bridge     string
+	MTU        int
+	Gateways   []*net.IPNet // gateway address with the subnet's prefix length
+	Subnets    []*net.IPNet
+	Masquerade bool
+	Internal   bool
+	ICC        bool
+	IPv6       bool
+}
+
+// Endpoint is what the driver needs to know of an endpoint.
+type Endpoint struct {
+	HostIf   string
+	IfName   string
+	MAC      net.HardwareAddr
+	Addrs    []*net.IPNet
+	Gateway4 net.IP
+	Gateway6 net.IP
+}
+
+// Firewall is the part of the packet filter the driver uses.
+type Firewall interface {
+	AddNetwork(firewall.Network) error
+	DelNetwork(firewall.Network) error
+}
+
+// Driver acts in the host namespace that host is a handle of.
+type Driver struct {
+	host *netlink.Handle
+	fw   func() (Firewall, error) // opened only when a network changes
+}
+
+func New(host *netlink.Handle, fw func() (Firewall, error)) *Driver {
+	return &Driver{host: host, fw: fw}
+}
+
+// Rules is the network as the firewall sees it.
+func (n Network) Rules() firewall.Network {
+	return firewall.Network{
+		Bridge:     n.Bridge,
+		Subnets:    n.Subnets,
+		Masquerade: n.Masquerade && !n.Internal,
+		Internal:   n.Internal,
+		ICC:        n.ICC,
+	}
+}
+
+// EnsureNetwork makes the bridge, its addresses and its firewall elements
+// exist; it is idempotent and undoes what it made if a later step fails.
+func (d *Driver) EnsureNetwork(n Network) (err error) {
+	existed, err := netx.LinkOrNil(d.host, n.Bridge)
+	if err != nil {
+		return err
+	}
+	br, err := netx.EnsureBridge(d.host, n.Bridge, n.MTU, n.Gateways)
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	defer func() {
+		if err != nil && existed == nil {
+			netx.DeleteLink(d.host, n.Bridge)
+		}
+	}()
+	if alias := AliasPrefix + n.Name; br.Attrs().Alias != alias {
+		if err := d.host.LinkSetAlias(br, alias); err != nil {
+			return fmt.Errorf("network %q: bridge %s: set alias: %w", n.Name, n.Bridge, err)
+		}
+	}
+	if err := enableForwarding(n.IPv6); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	fw, err := d.fw()
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	if err := fw.AddNetwork(n.Rules()); err != nil {
+		return fmt.Errorf("network %q: firewall: %w", n.Name, err)
+	}
+	return nil
+}
+
+// DeleteNetwork removes the network's firewall elements and its bridge.
+// Missing pieces are not errors.
+func (d *Driver) DeleteNetwork(n Network) error {
+	fw, err := d.fw()
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	if err := fw.DelNetwork(n.Rules()); err != nil {
+		return fmt.Errorf("network %q: firewall: %w", n.Name, err)
+	}
+	if err := netx.DeleteLink(d.host, n.Bridge); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	return nil
+}
+
+// Join connects the namespace ns to the network: a veth pair born with its
+// peer inside ns under its final name, the host end enslaved and up, then
+// addresses and routes inside ns.
+func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
+	br, err := netx.LinkOrNil(d.host, n.Bridge)
+	if err != nil {
+		return err
+	}
+	if br == nil {
+		return fmt.Errorf("network %q: bridge %s is missing; run `ctnet system reconcile`", n.Name, n.Bridge)
+	}
+	err = netx.AddVeth(d.host, netx.VethSpec{
+		HostName:    ep.HostIf,
+		PeerName:    ep.IfName,
+		PeerNS:      ns,
+		MTU:         n.MTU,
+		MasterIndex: br.Attrs().Index,
+		PeerMAC:     ep.MAC,
+		DisableIPv6: !n.IPv6,
+	})
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			netx.DeleteLink(d.host, ep.HostIf)
+		}
+	}()
+	ch, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("network %q: open container namespace: %w", n.Name, err)
+	}
+	defer ch.Close()
+	err = netx.ConfigureIface(ch, netx.IfaceConfig{
+		Name:     ep.IfName,
+		Addrs:    ep.Addrs,
+		Gateway4: ep.Gateway4,
+		Gateway6: ep.Gateway6,
+	})
+	if err != nil {
+		return fmt.Errorf("network %q: %s: %w", n.Name, ep.IfName, err)
+	}
+	return nil
+}
+
+// Leave removes the endpoint's veth pair (deleting one end deletes both).
+// A pair already gone, with its namespace, is not an error.
+func (d *Driver) Leave(ep Endpoint) error {
+	return netx.DeleteLink(d.host, ep.HostIf)
+}
+
+// enableForwarding turns routing on in the namespace of the calling thread,
+// which is the host namespace ctnet runs in (/proc/sys/net is per namespace).
+func enableForwarding(v6 bool) error {
+	files := []string{"/proc/sys/net/ipv4/ip_forward"}
+	if v6 {
+		files = append(files, "/proc/sys/net/ipv6/conf/all/forwarding")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && len(b) > 0 && b[0] == '1' {
+			continue
+		}
+		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("enable forwarding (%s): %w", f, err)
+		}
+	}
+	return nil
+}

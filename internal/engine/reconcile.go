@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/ctnet/ctnet/internal/driver/bridge"
+	"github.com/ctnet/ctnet/internal/firewall"
+	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/store"
+)
+
+const bootKey = "boot"
+
+// prepare runs before every command that needs the networks: after a reboot
+// (the runtime state is new) it repairs the kernel from the store, and the
+// first time ever it creates the default network.
+func (e *Engine) prepare() error {
+	var booted, haveDefault bool
+	err := e.store.View(func(tx store.Tx) error {
+		booted = bytes.Equal(tx.Get(store.Meta, bootKey), bootID())
+		haveDefault = tx.Get(store.Networks, DefaultNetwork) != nil
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !booted {
+		if err := RequireRoot(); err != nil {
+			return err
+		}
+		if _, err := e.Reconcile(); err != nil {
+			return err
+		}
+	}
+	if !haveDefault {
+		return e.ensureDefault()
+	}
+	return nil
+}
+
+func bootID() []byte {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return bytes.TrimSpace(b)
+}
+
+// Reconcile makes the kernel agree with the store and the store with the
+// kernel: missing bridges and firewall elements are recreated, endpoints
+// whose namespace is gone are released, and links, bridges and leases that
+// no stored object owns are removed. It returns one line per change.
+func (e *Engine) Reconcile() ([]string, error) {
+	if err := RequireRoot(); err != nil {
+		return nil, err
+	}
+	var changes []string
+	logf := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		changes = append(changes, line)
+		e.Log("%s", line)
+	}
+	err := e.store.Update(func(tx store.Tx) error {
+		nets, err := listJSON[Network](tx, store.Networks, "")
+		if err != nil {
+			return err
+		}
+		links, err := e.host.LinkList()
+		if err != nil {
+			return fmt.Errorf("list host links: %w", err)
+		}
+		byName := map[string]netlink.Link{}
+		for _, l := range links {
+			byName[l.Attrs().Name] = l
+		}
+
+		// Networks: every stored bridge exists; no ctnet bridge without a network.
+		ours := map[string]*Network{}
+		var rules []firewall.Network
+		for i := range nets {
+			n := &nets[i]
+			ours[n.Bridge] = n
+			if byName[n.Bridge] == nil {
+				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
+					return err
+				}
+				logf("recreated bridge %s of network %q", n.Bridge, n.Name)
+			}
+			rules = append(rules, n.driverNet().Rules())
+		}
+		for _, l := range links {
+			if _, ok := l.(*netlink.Bridge); ok && strings.HasPrefix(l.Attrs().Alias, bridge.AliasPrefix) && ours[l.Attrs().Name] == nil {
+				if err := netx.DeleteLink(e.host, l.Attrs().Name); err != nil {
+					return err
+				}
+				logf("deleted bridge %s: no network owns it", l.Attrs().Name)
+			}
+		}
+		fw, err := e.firewall()
+		if err != nil {
+			return err
+		}
+		fwChanges, err := fw.Ensure(rules, nil)
+		if err != nil {
+			return fmt.Errorf("firewall: %w", err)
+		}
+		for _, c := range fwChanges {
+			logf("firewall: %s", c)
+		}
+
+		// Endpoints: forget those whose namespace is gone.
+		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+		if err != nil {
+			return err
+		}
+		live := map[string]bool{}
+		for i := range eps {
+			ep := &eps[i]
+			if netnsKeyOf(ep.NetNS) != ep.NetNSKey {
+				if err := e.bridge.Leave(ep.driverEp(nil)); err != nil {
+					return err
+				}
+				if err := forgetEndpoint(tx, ep); err != nil {
+					return err
+				}
+				logf("released %s of %s on network %q: its namespace is gone", addrOf(ep), ep.Name, ep.Network)
+				continue
+			}
+			live[ep.ID] = true
+			if byName[ep.HostIf] == nil {
+				logf("endpoint %s of %s on network %q has lost its veth %s; reconnect it", ShortID(ep.ID), ep.Name, ep.Network, ep.HostIf)
+			}
+		}
+		hostIfs := map[string]bool{}
+		for _, ep := range eps {
+			if live[ep.ID] {
+				hostIfs[ep.HostIf] = true
+			}
+		}
+		bridgeIdx := map[int]bool{}
+		for _, l := range links {
+			if ours[l.Attrs().Name] != nil {
+				bridgeIdx[l.Attrs().Index] = true
+			}
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			if _, ok := l.(*netlink.Veth); ok && bridgeIdx[a.MasterIndex] && strings.HasPrefix(a.Name, "veth") && !hostIfs[a.Name] {
+				if err := netx.DeleteLink(e.host, a.Name); err != nil {
+					return err
+				}
+				logf("deleted veth %s: no endpoint owns it", a.Name)
+			}
+		}
+
+		// Leases and bookkeeping that nothing owns any more.
+		netIDs := map[string]bool{}
+		for _, n := range nets {
+			netIDs[n.ID] = true
+		}
+		var stale []string
+		tx.ForEach(store.Leases, "", func(k string, v []byte) error {
+			if !live[string(v)] {
+				stale = append(stale, k)
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := tx.Delete(store.Leases, k); err != nil {
+				return err
+			}
+			logf("released lease %s: no endpoint holds it", k)
+		}
+		stale = stale[:0]
+		tx.ForEach(store.Meta, "last/", func(k string, v []byte) error {
+			if id, _, _ := strings.Cut(strings.TrimPrefix(k, "last/"), "/"); !netIDs[id] {
+				stale = append(stale, k)
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := tx.Delete(store.Meta, k); err != nil {
+				return err
+			}
+		}
+		return tx.Put(store.Meta, bootKey, bootID())
+	})
+	return changes, err
+}
+
+func addrOf(ep *Endpoint) string {
+	if p, err := netip.ParsePrefix(ep.IPv4); err == nil {
+		return p.Addr().String()
+	}
+	if p, err := netip.ParsePrefix(ep.IPv6); err == nil {
+		return p.Addr().String()
+	}
+	return "endpoint " + ShortID(ep.ID)
+}
+
+// crashPoint ends the process abruptly, as a power cut would, when
+// CTNET_CRASH_AT names this step. Fault-injection tests use it to prove that
+// reconcile repairs a crash at every step.
+func crashPoint(step string) {
+	if os.Getenv("CTNET_CRASH_AT") == step {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}

@@ -1,0 +1,101 @@
+package netx
+
+import (
+	"net"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func needRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root to create network namespaces")
+	}
+}
+
+// newNS makes a fresh network namespace without moving the caller's thread
+// and returns it with a handle bound to it; both go away in Cleanup.
+func newNS(tb testing.TB) (netns.NsHandle, *netlink.Handle) {
+	tb.Helper()
+	ns, err := freshNS()
+	if err != nil {
+		tb.Fatalf("new netns: %v", err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		tb.Fatalf("handle at netns: %v", err)
+	}
+	tb.Cleanup(func() {
+		h.Close()
+		ns.Close()
+	})
+	return ns, h
+}
+
+func freshNS() (netns.NsHandle, error) {
+	type res struct {
+		ns  netns.NsHandle
+		err error
+	}
+	c := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			c <- res{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			c <- res{err: err}
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			ns.Close()
+			c <- res{err: err}
+			return // thread stays locked and is discarded
+		}
+		runtime.UnlockOSThread()
+		c <- res{ns: ns}
+	}()
+	r := <-c
+	return r.ns, r.err
+}
+
+func mustCIDR(tb testing.TB, s string) *net.IPNet {
+	tb.Helper()
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.IP = ip
+	return n
+}
+
+func mustLink(tb testing.TB, h *netlink.Handle, name string) netlink.Link {
+	tb.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		tb.Fatalf("link %q: %v", name, err)
+	}
+	return l
+}
+
+func addDummy(tb testing.TB, h *netlink.Handle, name string, mtu int) netlink.Link {
+	tb.Helper()
+	d := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1}}
+	if err := h.LinkAdd(d); err != nil {
+		tb.Fatalf("add dummy %q: %v", name, err)
+	}
+	l := mustLink(tb, h, name)
+	if err := h.LinkSetUp(l); err != nil {
+		tb.Fatalf("set %q up: %v", name, err)
+	}
+	return l
+}

@@ -1,0 +1,244 @@
+package ocirt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Container is a created container, ready to Run or Start once.
+type Container struct {
+	ID   string
+	r    *Runtime
+	p    *paths
+	meta meta
+}
+
+// meta is container.json: what Run/Start need besides the bundle.
+type meta struct {
+	Tty, Interactive bool
+}
+
+// Create prepares the bundle: overlay root (or the host's / read-only), etc
+// files, IPC namespace and config.json. On failure nothing is left behind.
+func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) {
+	if !validID.MatchString(s.ID) {
+		return nil, fmt.Errorf("container id %q: want letters, digits, '_', '.', '-'", s.ID)
+	}
+	if len(s.Args) == 0 {
+		return nil, fmt.Errorf("container %s: no command given and the image has none", s.ID)
+	}
+	p := r.paths(s.ID)
+	if err := os.Mkdir(p.dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container %s already exists", s.ID)
+		}
+		return nil, fmt.Errorf("container %s: %w", s.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			for _, m := range []string{p.rootfs(), p.shm(), p.ipcns()} {
+				unmount(m)
+			}
+			os.RemoveAll(p.dir)
+		}
+	}()
+	wrap := func(err error) error { return fmt.Errorf("container %s: %w", s.ID, err) }
+
+	if err := mountRootfs(p, s); err != nil {
+		return nil, wrap(err)
+	}
+	if err := writeEtcFiles(p, s.EtcFiles); err != nil {
+		return nil, wrap(err)
+	}
+	for _, m := range s.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
+			return nil, wrap(fmt.Errorf("volume %s:%s: both paths must be absolute", m.Source, m.Destination))
+		}
+		// like Docker, a missing host directory is created
+		if err := os.MkdirAll(m.Source, 0o755); err != nil && !errors.Is(err, unix.ENOTDIR) {
+			return nil, wrap(fmt.Errorf("volume %s: %w", m.Source, err))
+		}
+	}
+	ipcPath, shm, err := r.setupIPC(p, s.IPC)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	spec, err := ociSpec(s, p, p.rootfs(), ipcPath, shm)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if err := writeJSON(filepath.Join(p.dir, "config.json"), spec); err != nil {
+		return nil, wrap(err)
+	}
+	m := meta{Tty: s.Tty, Interactive: s.Interactive}
+	if err := writeJSON(p.meta(), m); err != nil {
+		return nil, wrap(err)
+	}
+	return &Container{ID: s.ID, r: r, p: p, meta: m}, nil
+}
+
+// Container returns a created container by id.
+func (r *Runtime) Container(id string) (*Container, error) {
+	p := r.paths(id)
+	b, err := os.ReadFile(p.meta())
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, ErrNotFound)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	return &Container{ID: id, r: r, p: p, meta: m}, nil
+}
+
+func mountRootfs(p *paths, s Spec) error {
+	if err := os.Mkdir(p.rootfs(), 0o755); err != nil {
+		return err
+	}
+	if s.Image.HostRoot {
+		// not recursive: the host's other mounts (/run, other containers'
+		// roots, ...) stay out of sight
+		if err := unix.Mount("/", p.rootfs(), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind host root: %w", err)
+		}
+		if err := unix.Mount("", p.rootfs(), "", unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("host root: make private: %w", err)
+		}
+		if err := unix.Mount("", p.rootfs(), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("host root: make read-only: %w", err)
+		}
+		return nil
+	}
+	if len(s.Image.Layers) == 0 {
+		return errors.New("image has no layers")
+	}
+	for _, d := range []string{p.upper(), p.work()} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Image.Layers, ":"), p.upper(), p.work())
+	if len(opts) >= os.Getpagesize() {
+		return fmt.Errorf("overlay options for %d layers exceed a page (%d bytes); use a shorter state path", len(s.Image.Layers), len(opts))
+	}
+	if err := unix.Mount("overlay", p.rootfs(), "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay root: %w", err)
+	}
+	if err := unix.Mount("", p.rootfs(), "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("overlay root: make private: %w", err)
+	}
+	return nil
+}
+
+func writeEtcFiles(p *paths, files map[string][]byte) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := os.Mkdir(filepath.Join(p.dir, "etc"), 0o755); err != nil {
+		return err
+	}
+	for _, dst := range sortedKeys(files) {
+		if !filepath.IsAbs(dst) {
+			return fmt.Errorf("etc file %q: not an absolute path", dst)
+		}
+		if err := os.WriteFile(p.etcFile(dst), files[dst], 0o644); err != nil {
+			return fmt.Errorf("etc file %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
+// setupIPC returns the IPC namespace path for config.json ("" new, "-" host)
+// and the directory to bind at /dev/shm ("" for a private tmpfs).
+func (r *Runtime) setupIPC(p *paths, mode string) (string, string, error) {
+	switch {
+	case mode == "" || mode == "private":
+		return "", "", nil
+	case mode == "host":
+		return "-", "/dev/shm", nil
+	case mode == "shareable":
+		if err := pinNewIPCNS(p.ipcns()); err != nil {
+			return "", "", err
+		}
+		if err := os.Mkdir(p.shm(), 0o1777); err != nil {
+			return "", "", err
+		}
+		if err := unix.Mount("shm", p.shm(), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+			return "", "", fmt.Errorf("mount shm: %w", err)
+		}
+		return p.ipcns(), p.shm(), nil
+	case strings.HasPrefix(mode, "container:"):
+		target := strings.TrimPrefix(mode, "container:")
+		if filepath.IsAbs(target) {
+			return target, "", nil
+		}
+		other := r.paths(target)
+		if !validID.MatchString(target) || !isMountpoint(other.ipcns()) {
+			return "", "", fmt.Errorf("ipc %s: container %q has no shareable IPC namespace (create it with IPC \"shareable\")", mode, target)
+		}
+		return other.ipcns(), other.shm(), nil
+	default:
+		return "", "", fmt.Errorf("ipc mode %q: want private, shareable, host or container:ID", mode)
+	}
+}
+
+// pinNewIPCNS creates an IPC namespace on a throw-away thread and bind-mounts
+// it at pin, so it outlives any process and others can join it by path.
+func pinNewIPCNS(pin string) error {
+	if err := os.WriteFile(pin, nil, 0o600); err != nil {
+		return fmt.Errorf("ipc namespace pin: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// never unlocked: the thread is in another IPC namespace and must die
+		goruntime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
+			errc <- fmt.Errorf("new ipc namespace: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/ipc", unix.Gettid())
+		if err := unix.Mount(src, pin, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("pin ipc namespace at %s: %w", pin, err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
+}
+
+func isMountpoint(p string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+func writeJSON(p string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(p), err)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,378 @@
+// Package ocirt runs containers with an OCI runtime (runc or crun) and no
+// daemon: a bundle per container under a state directory, an overlayfs root
+// over the image's layers (or the host's / read-only for the host image), and
+// for detached containers a small monitor process that records the exit code.
+//
+// The package is named ocirt so that it does not shadow the standard library's
+// runtime package in its callers; it lives in internal/runtime.
+package ocirt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotRunning is wrapped when an operation needs a running container.
+var ErrNotRunning = errors.New("container is not running")
+
+// ErrNotFound is wrapped when no container has the id.
+var ErrNotFound = errors.New("no such container")
+
+// Runtime runs containers with one OCI runtime binary, keeping their bundles
+// and state under one directory:
+//
+//	<state>/runc/           the OCI runtime's own --root
+//	<state>/<id>/           bundle: config.json, rootfs/, upper/, work/,
+//	                        etc/ (hosts, hostname, resolv.conf), status.json,
+//	                        container.log, and ipcns + shm/ when shareable
+type Runtime struct {
+	Binary   string // path of runc or crun
+	stateDir string
+}
+
+// New finds binary ("runc", "crun" or a path) and prepares stateDir.
+func New(binary, stateDir string) (*Runtime, error) {
+	if binary == "" {
+		binary = "runc"
+	}
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %q not found in PATH; install it (apt-get install %s) or pass --runtime", binary, filepath.Base(binary))
+	}
+	if err := os.MkdirAll(filepath.Join(stateDir, "runc"), 0o700); err != nil {
+		return nil, fmt.Errorf("runtime state dir %s: %w", stateDir, err)
+	}
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime state dir %s: %w", stateDir, err)
+	}
+	return &Runtime{Binary: path, stateDir: abs}, nil
+}
+
+type paths struct{ dir string }
+
+func (r *Runtime) paths(id string) *paths { return &paths{filepath.Join(r.stateDir, id)} }
+
+func (p *paths) rootfs() string { return filepath.Join(p.dir, "rootfs") }
+func (p *paths) upper() string  { return filepath.Join(p.dir, "upper") }
+func (p *paths) work() string   { return filepath.Join(p.dir, "work") }
+func (p *paths) status() string { return filepath.Join(p.dir, "status.json") }
+func (p *paths) meta() string   { return filepath.Join(p.dir, "container.json") }
+func (p *paths) log() string    { return filepath.Join(p.dir, "container.log") }
+func (p *paths) ipcns() string  { return filepath.Join(p.dir, "ipcns") }
+func (p *paths) shm() string    { return filepath.Join(p.dir, "shm") }
+func (p *paths) etcFile(dst string) string {
+	return filepath.Join(p.dir, "etc", strings.ReplaceAll(strings.TrimPrefix(filepath.Clean(dst), "/"), "/", "_"))
+}
+
+// LogPath is the file a detached container's stdout and stderr go to.
+func (r *Runtime) LogPath(id string) string { return r.paths(id).log() }
+
+// IPCNSPath is where the IPC namespace of a container created with IPC
+// "shareable" is pinned (a bind-mounted nsfs file, kept until Delete).
+func (r *Runtime) IPCNSPath(id string) string { return r.paths(id).ipcns() }
+
+// WriteEtcFile replaces the content of one of the container's EtcFiles in
+// place (the bind mount pins the inode, so the file is truncated, not renamed).
+func (r *Runtime) WriteEtcFile(id, dst string, content []byte) error {
+	p := r.paths(id).etcFile(dst)
+	if _, err := os.Stat(p); err != nil {
+		return fmt.Errorf("container %s: %s is not one of its etc files: %w", id, dst, err)
+	}
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		return fmt.Errorf("container %s: write %s: %w", id, dst, err)
+	}
+	return nil
+}
+
+// Status is what State reports.
+type Status struct {
+	Status     string // "created", "running", "exited"
+	Running    bool
+	Pid        int
+	ExitCode   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// statusFile is status.json: written by whoever starts the container and by
+// whoever sees it exit (Run or the monitor).
+type statusFile struct {
+	Pid        int
+	MonitorPid int `json:",omitempty"`
+	ExitCode   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+func readStatus(p *paths) (statusFile, error) {
+	var st statusFile
+	b, err := os.ReadFile(p.status())
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func writeStatus(p *paths, st statusFile) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := p.status() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return os.Rename(tmp, p.status())
+}
+
+// ociState is the part of `runc state` we read.
+type ociState struct {
+	Status string `json:"status"`
+	Pid    int    `json:"pid"`
+}
+
+func (r *Runtime) ociState(id string) (ociState, error) {
+	var st ociState
+	out, err := r.command(context.Background(), "state", id).Output()
+	if err != nil {
+		return st, fmt.Errorf("%s state %s: %w", filepath.Base(r.Binary), id, runErr(err))
+	}
+	return st, json.Unmarshal(out, &st)
+}
+
+// State reports whether the container runs and, once it has exited, how.
+func (r *Runtime) State(id string) (Status, error) {
+	p := r.paths(id)
+	if _, err := os.Stat(p.dir); err != nil {
+		return Status{}, fmt.Errorf("container %s: %w", id, ErrNotFound)
+	}
+	st, err := readStatus(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Status{}, fmt.Errorf("container %s: %w", id, err)
+	}
+	out := Status{Status: "created", Pid: st.Pid, ExitCode: st.ExitCode, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt}
+	switch {
+	case !st.FinishedAt.IsZero():
+		out.Status, out.Pid = "exited", 0
+	case st.StartedAt.IsZero():
+	default:
+		oci, err := r.ociState(id)
+		if err == nil && (oci.Status == "running" || oci.Status == "paused") {
+			out.Status, out.Running, out.Pid = "running", true, oci.Pid
+		} else {
+			// started, but whoever watched it died before recording the exit
+			out.Status, out.Pid, out.ExitCode = "exited", 0, -1
+		}
+	}
+	return out, nil
+}
+
+// List returns the ids of all containers in the state directory.
+func (r *Runtime) List() ([]string, error) {
+	ents, err := os.ReadDir(r.stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime state dir %s: %w", r.stateDir, err)
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && e.Name() != "runc" {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Kill sends sig to the container's init process.
+func (r *Runtime) Kill(id string, sig syscall.Signal) error {
+	st, err := r.State(id)
+	if err != nil {
+		return err
+	}
+	if !st.Running {
+		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
+	}
+	if out, err := r.command(context.Background(), "kill", id, fmt.Sprint(int(sig))).CombinedOutput(); err != nil {
+		return fmt.Errorf("container %s: kill %v: %s: %w", id, sig, bytes.TrimSpace(out), err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM, then SIGKILL after timeout, and returns once the exit
+// is recorded. Stopping a stopped container is not an error.
+func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	st, err := r.State(id)
+	if err != nil {
+		return err
+	}
+	if !st.Running {
+		return nil
+	}
+	pidfd, err := unix.PidfdOpen(st.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("container %s: watch pid %d: %w", id, st.Pid, err)
+	}
+	defer unix.Close(pidfd)
+	if err := r.Kill(id, syscall.SIGTERM); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	if exited, err := waitFD(ctx, pidfd, timeout); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	} else if !exited {
+		if err := r.Kill(id, syscall.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+		if _, err := waitFD(ctx, pidfd, -1); err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+	}
+	return r.waitRecorded(ctx, id)
+}
+
+// waitRecorded waits for the monitor (if any) to write the exit code.
+func (r *Runtime) waitRecorded(ctx context.Context, id string) error {
+	st, err := readStatus(r.paths(id))
+	if err != nil || st.MonitorPid == 0 || !st.FinishedAt.IsZero() {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(st.MonitorPid, 0)
+	if err != nil {
+		return nil // already gone
+	}
+	defer unix.Close(fd)
+	_, err = waitFD(ctx, fd, -1)
+	return err
+}
+
+// waitFD waits until a pidfd is readable (the process exited); timeout < 0
+// waits for ever. It reports whether the process exited.
+func waitFD(ctx context.Context, fd int, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		// short polls so ctx cancellation is noticed
+		ms := 200
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false, nil
+			}
+			ms = min(ms, int(left.Milliseconds())+1)
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false, fmt.Errorf("wait for exit: %w", err)
+		}
+		if n > 0 {
+			return true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// Delete removes the container: its OCI runtime state, mounts and bundle.
+// A running container is refused unless force, which kills it first.
+// Deleting a missing container is not an error.
+func (r *Runtime) Delete(id string, force bool) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("container id %q: invalid", id)
+	}
+	p := r.paths(id)
+	if st, err := r.State(id); err == nil && st.Running {
+		if !force {
+			return fmt.Errorf("container %s is running; stop it first or force the removal", id)
+		}
+		if err := r.Stop(context.Background(), id, 0); err != nil {
+			return err
+		}
+	}
+	if out, err := r.command(context.Background(), "delete", "--force", id).CombinedOutput(); err != nil && !notExist(out) {
+		return fmt.Errorf("container %s: %s delete: %s: %w", id, filepath.Base(r.Binary), bytes.TrimSpace(out), err)
+	}
+	for _, m := range []string{p.rootfs(), p.shm(), p.ipcns()} {
+		if err := unmount(m); err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		return fmt.Errorf("container %s: remove bundle: %w", id, err)
+	}
+	return nil
+}
+
+func unmount(p string) error {
+	for {
+		err := unix.Unmount(p, unix.MNT_DETACH)
+		switch {
+		case err == nil:
+			continue // stacked mounts: take them all off
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		default:
+			return fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+}
+
+func notExist(out []byte) bool {
+	s := string(out)
+	return strings.Contains(s, "does not exist") || strings.Contains(s, "not found") || strings.Contains(s, "No such file")
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, r.Binary, append([]string{"--root", filepath.Join(r.stateDir, "runc")}, args...)...)
+}
+
+func runErr(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%s: %w", bytes.TrimSpace(ee.Stderr), err)
+	}
+	return err
+}
+
+// Wait blocks until the container has exited and its exit code is recorded,
+// and returns that code.
+func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
+	st, err := r.State(id)
+	if err != nil {
+		return -1, err
+	}
+	if st.Running {
+		fd, err := unix.PidfdOpen(st.Pid, 0)
+		if err == nil {
+			_, err = waitFD(ctx, fd, -1)
+			unix.Close(fd)
+			if err != nil {
+				return -1, fmt.Errorf("container %s: %w", id, err)
+			}
+		}
+	}
+	if err := r.waitRecorded(ctx, id); err != nil {
+		return -1, fmt.Errorf("container %s: %w", id, err)
+	}
+	if st, err = r.State(id); err != nil {
+		return -1, err
+	}
+	if st.Status != "exited" {
+		return -1, fmt.Errorf("container %s: %w", id, ErrNotRunning)
+	}
+	return st.ExitCode, nil
+}

@@ -1,0 +1,259 @@
+package ocirt
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ctnet/ctnet/internal/image"
+)
+
+// Spec describes a container to create.
+type Spec struct {
+	ID       string // [A-Za-z0-9_.-]+, unique in the Runtime
+	Name     string // for people; recorded in the config's annotations
+	Hostname string // default: the image's, else the first 12 characters of ID
+	Image    image.Image
+	// Args is the final command line; see ResolveArgs for Docker's
+	// entrypoint+cmd rule.
+	Args []string
+	// Env is added to the image's environment, replacing variables of the
+	// same name.
+	Env              []string
+	Tty, Interactive bool
+	// NetNSPath is the network namespace to join; "" shares the caller's
+	// (host mode).
+	NetNSPath string
+	// IPC is "" or "private" (own namespace), "shareable" (own namespace,
+	// pinned so others can join; see Runtime.IPCNSPath), "host", or
+	// "container:<id>" (an id in this Runtime) / "container:/path/to/ns".
+	IPC string
+	// Mounts are -v SRC:DST[:ro] bind mounts.
+	Mounts []Mount
+	// EtcFiles maps "/etc/hosts", "/etc/hostname", "/etc/resolv.conf" (or
+	// any absolute path) to content; each is kept in the container's state
+	// directory and bind-mounted, so WriteEtcFile can change it later.
+	EtcFiles map[string][]byte
+	// WorkDir and User override the image's ("uid[:gid]" or names from the
+	// image's /etc/passwd and /etc/group).
+	WorkDir, User string
+}
+
+// Mount is a bind mount from the host into the container.
+type Mount struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
+// ResolveArgs applies Docker's rule: the image's entrypoint followed by cmd
+// when given, else by the image's Cmd.
+func ResolveArgs(cfg image.Config, cmd []string) []string {
+	args := append([]string{}, cfg.Entrypoint...)
+	if len(cmd) > 0 {
+		return append(args, cmd...)
+	}
+	return append(args, cfg.Cmd...)
+}
+
+// Docker's default capability set.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+var maskedPaths = []string{
+	"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+	"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// ociSpec builds config.json. rootfs is the mounted root (for user lookup);
+// shmSource is a directory to bind at /dev/shm ("" for a private tmpfs);
+// ipcPath is the IPC namespace to join ("" for a new one, "-" for the host's).
+func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, error) {
+	cfg := s.Image.Config
+	uid, gid, err := resolveUser(rootfs, firstNonEmpty(s.User, cfg.User))
+	if err != nil {
+		return nil, err
+	}
+	hostname := firstNonEmpty(s.Hostname, cfg.Hostname)
+	if hostname == "" {
+		hostname = s.ID
+		if len(hostname) > 12 {
+			hostname = hostname[:12]
+		}
+	}
+	env := mergeEnv(cfg.Env, s.Env)
+	if !hasEnv(env, "PATH") {
+		env = append([]string{defaultPath}, env...)
+	}
+	env = mergeEnv(env, []string{"HOSTNAME=" + hostname})
+	if s.Tty && !hasEnv(env, "TERM") {
+		env = append(env, "TERM=xterm")
+	}
+	caps := append([]string{}, defaultCaps...)
+	proc := &specs.Process{
+		Terminal: s.Tty,
+		User:     specs.User{UID: uid, GID: gid},
+		Args:     s.Args,
+		Env:      env,
+		Cwd:      firstNonEmpty(s.WorkDir, cfg.WorkingDir, "/"),
+		Capabilities: &specs.LinuxCapabilities{
+			Bounding: caps, Effective: caps, Permitted: caps,
+		},
+		Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}},
+	}
+
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+	}
+	if shmSource != "" {
+		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: shmSource, Options: []string{"rbind", "nosuid", "noexec", "nodev"}})
+	} else {
+		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}})
+	}
+	if s.Image.HostRoot {
+		mounts = append(mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}})
+	}
+	for _, dst := range sortedKeys(s.EtcFiles) {
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: c.etcFile(dst), Options: []string{"rbind", "rprivate"}})
+	}
+	for _, m := range s.Mounts {
+		opts := []string{"rbind", "rprivate"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+
+	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}}
+	if ipcPath != "-" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: ipcPath})
+	}
+	if s.NetNSPath != "" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNSPath})
+	}
+	return &specs.Spec{
+		Version:     "1.0.2",
+		Process:     proc,
+		Root:        &specs.Root{Path: rootfs, Readonly: s.Image.HostRoot},
+		Hostname:    hostname,
+		Mounts:      mounts,
+		Annotations: map[string]string{"io.ctnet.name": s.Name},
+		Linux: &specs.Linux{
+			Namespaces:  ns,
+			CgroupsPath: "/ctnet/" + s.ID,
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}, nil
+}
+
+// resolveUser turns "uid[:gid]" or "name[:group]" into ids, looking names up
+// in the container's /etc/passwd and /etc/group like Docker.
+func resolveUser(rootfs, user string) (uint32, uint32, error) {
+	if user == "" {
+		return 0, 0, nil
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	uid, gid, err := lookupID(filepath.Join(rootfs, "etc/passwd"), u, true)
+	if err != nil {
+		return 0, 0, fmt.Errorf("user %q: %w", user, err)
+	}
+	if hasGroup {
+		if gid, _, err = lookupID(filepath.Join(rootfs, "etc/group"), g, false); err != nil {
+			return 0, 0, fmt.Errorf("user %q: group: %w", user, err)
+		}
+	}
+	return uid, gid, nil
+}
+
+// lookupID finds name (or a number) in a passwd/group file; for passwd the
+// second result is the user's primary group.
+func lookupID(file, name string, passwd bool) (uint32, uint32, error) {
+	n, numErr := strconv.ParseUint(name, 10, 32)
+	f, err := os.Open(file)
+	if err != nil {
+		if numErr == nil {
+			return uint32(n), 0, nil
+		}
+		return 0, 0, fmt.Errorf("no %s to look %q up in", file, name)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 {
+			continue
+		}
+		if fields[0] != name && (numErr != nil || fields[2] != name) {
+			continue
+		}
+		id, err := strconv.ParseUint(fields[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		var primary uint64
+		if passwd && len(fields) > 3 {
+			primary, _ = strconv.ParseUint(fields[3], 10, 32)
+		}
+		return uint32(id), uint32(primary), nil
+	}
+	if numErr == nil {
+		return uint32(n), 0, nil
+	}
+	return 0, 0, fmt.Errorf("%q not found in %s", name, file)
+}
+
+func mergeEnv(base, over []string) []string {
+	out := append([]string{}, base...)
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, o := range out {
+			if ok, _, _ := strings.Cut(o, "="); ok == k {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+)
+
+// FileName is the database file inside each state directory.
+const FileName = "ctnet.db"
+
+// Bolt keeps persistent buckets in <root>/ctnet.db and runtime buckets in
+// <runRoot>/ctnet.db. Each transaction opens the files it needs and closes
+// them at the end, so the file lock (bbolt's flock: exclusive for writers,
+// shared for readers) is held exactly as long as the transaction: a
+// foreground `ctnet run` never blocks other ctnet processes while its
+// container runs. Files are always locked in the same order, root first.
+type Bolt struct {
+	paths   [2]string // persistent, runtime
+	lock    string
+	Timeout time.Duration
+}
+
+// OpenBolt prepares a store over the two state directories, creating them.
+func OpenBolt(root, runRoot string) (*Bolt, error) {
+	for _, d := range []string{root, runRoot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", d, err)
+		}
+	}
+	return &Bolt{
+		paths:   [2]string{filepath.Join(root, FileName), filepath.Join(runRoot, FileName)},
+		lock:    filepath.Join(runRoot, "lock"),
+		Timeout: 60 * time.Second,
+	}, nil
+}
+
+func (b *Bolt) Close() error { return nil }
+
+func lockFile(path string, exclusive bool) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state lock %s: %w", path, err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func (b *Bolt) Update(fn func(Tx) error) error { return b.run(true, fn) }
+func (b *Bolt) View(fn func(Tx) error) error   { return b.run(false, fn) }
+
+func (b *Bolt) run(write bool, fn func(Tx) error) error {
+	// bbolt's own flock polls every 50 ms; a blocking flock on a lock file
+	// hands the state over the moment the previous holder is done.
+	unlock, err := lockFile(b.lock, write)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t := &boltTx{b: b, write: write}
+	defer t.close()
+	// Lock both files up front, in a fixed order, so two processes can never
+	// each hold one file and wait for the other.
+	for i := range b.paths {
+		if err := t.open(i); err != nil {
+			return err
+		}
+	}
+	if err := fn(t); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+type boltTx struct {
+	b     *Bolt
+	write bool
+	dbs   [2]*bolt.DB
+	txs   [2]*bolt.Tx
+}
+
+func which(bucket string) int {
+	if Persistent(bucket) {
+		return 0
+	}
+	return 1
+}
+
+func (t *boltTx) open(i int) error {
+	path := t.b.paths[i]
+	if !t.write {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil // nothing written yet: every bucket reads as empty
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: t.b.Timeout, ReadOnly: !t.write})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%s: %w (waited %s)", path, ErrLocked, t.b.Timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("open state %s: %w", path, err)
+	}
+	t.dbs[i] = db
+	return nil
+}
+
+// tx begins the bbolt transaction of one file on first use, so a command that
+// touches only runtime facts never syncs the persistent file.
+func (t *boltTx) tx(bucket string) (*bolt.Tx, error) {
+	i := which(bucket)
+	if t.txs[i] != nil {
+		return t.txs[i], nil
+	}
+	if t.dbs[i] == nil {
+		return nil, nil
+	}
+	tx, err := t.dbs[i].Begin(t.write)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", t.b.paths[i], err)
+	}
+	t.txs[i] = tx
+	return tx, nil
+}
+
+func (t *boltTx) bucket(name string, create bool) (*bolt.Bucket, error) {
+	tx, err := t.tx(name)
+	if err != nil || tx == nil {
+		return nil, err
+	}
+	if create {
+		return tx.CreateBucketIfNotExists([]byte(name))
+	}
+	return tx.Bucket([]byte(name)), nil
+}
+
+func (t *boltTx) Get(bucket, key string) []byte {
+	bk, err := t.bucket(bucket, false)
+	if err != nil || bk == nil {
+		return nil
+	}
+	v := bk.Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	return bytes.Clone(v) // bbolt's slice dies with the transaction
+}
+
+func (t *boltTx) Put(bucket, key string, value []byte) error {
+	if !t.write {
+		return fmt.Errorf("put %s/%s: read-only transaction", bucket, key)
+	}
+	bk, err := t.bucket(bucket, true)
+	if err != nil {
+		return err
+	}
+	return bk.Put([]byte(key), value)
+}
+
+func (t *boltTx) Delete(bucket, key string) error {
+	if !t.write {
+		return fmt.Errorf("delete %s/%s: read-only transaction", bucket, key)
+	}
+	bk, err := t.bucket(bucket, false)
+	if err != nil || bk == nil {
+		return err
+	}
+	return bk.Delete([]byte(key))
+}
+
+func (t *boltTx) ForEach(bucket, prefix string, fn func(string, []byte) error) error {
+	bk, err := t.bucket(bucket, false)
+	if err != nil || bk == nil {
+		return err
+	}
+	p := []byte(prefix)
+	c := bk.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if err := fn(string(k), bytes.Clone(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *boltTx) commit() error {
+	for i, tx := range t.txs {
+		if tx == nil {
+			continue
+		}
+		t.txs[i] = nil
+		if !t.write {
+			tx.Rollback()
+			continue
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit state %s: %w", t.b.paths[i], err)
+		}
+	}
+	return nil
+}
+
+func (t *boltTx) close() {
+	for i := range t.txs {
+		if t.txs[i] != nil {
+			t.txs[i].Rollback()
+		}
+		if t.dbs[i] != nil {
+			t.dbs[i].Close()
+		}
+	}
+}

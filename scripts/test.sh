@@ -1,0 +1,9 @@
+#!/bin/sh
+# Runs every test of ctnet. As root, the kernel tests run too, each in its own
+# sandbox namespaces; nothing touches this machine's own network namespace.
+set -eu
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] && ./scripts/deps.sh
+export PATH="$PATH:/usr/local/go/bin"
+go vet ./...
+go test -count=1 -timeout 40m "$@" ./...
