@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +9,7 @@ import (
 )
 
 func TestBridgeShowMatchesBrctl(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	s.MustCtnet("network", "create", "web")
 	for i := 0; i < 3; i++ {
@@ -27,6 +26,7 @@ func TestBridgeShowMatchesBrctl(t *testing.T) {
 }
 
 func TestNetworkCreateInspectRm(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	id := strings.TrimSpace(s.MustCtnet("network", "create", "--subnet", "10.10.0.0/24", "--gateway", "10.10.0.254", "web"))
 	if len(id) != 64 {
@@ -70,6 +70,7 @@ func TestNetworkCreateInspectRm(t *testing.T) {
 }
 
 func TestDetachAndReconcileLeaveNothing(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	a, b := s.Netns(), s.Netns()
 	s.MustCtnet("network", "connect", "bridge", "--netns", a.NetPath())
@@ -94,6 +95,7 @@ func TestDetachAndReconcileLeaveNothing(t *testing.T) {
 }
 
 func TestReconcileRepairsKernel(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	s.MustCtnet("network", "create", "--subnet", "10.20.0.0/24", "web")
 	a := s.Netns()
@@ -128,10 +130,8 @@ func assertClean(t *testing.T, s *sandbox.Sandbox, bridge string) {
 	if c := s.MustCtnet("network", "inspect", "-f", "{{len .Containers}}", "bridge"); strings.TrimSpace(c) != "0" {
 		t.Errorf("bridge network still lists %s endpoints", c)
 	}
-	filepath.Walk(s.RunRoot, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && fi.Name() != "ctnet.db" && fi.Name() != "lock" {
-			t.Errorf("file left in run root: %s", p)
-		}
-		return nil
-	})
+	files := s.Host.MustRun("find", s.RunRoot, "-type", "f", "-not", "-name", "ctnet.db", "-not", "-name", "lock")
+	if strings.TrimSpace(files) != "" {
+		t.Errorf("files left in the run root:\n%s", files)
+	}
 }

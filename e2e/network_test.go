@@ -9,6 +9,7 @@ import (
 )
 
 func TestDefaultNetwork(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	out := s.MustCtnet("network", "ls")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -44,6 +45,7 @@ func TestDefaultNetwork(t *testing.T) {
 }
 
 func TestConnectPingMasquerade(t *testing.T) {
+	t.Parallel()
 	s := sandbox.New(t)
 	a, b := s.Netns(), s.Netns()
 	s.MustCtnet("network", "connect", "bridge", "--netns", a.NetPath())

@@ -81,6 +81,14 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 		SilenceErrors:     true,
 		Version:           Version,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		// Every command but the read-only views of the kernel works on
+		// root-owned state; say so before anything else can fail.
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Annotations["root"] == "no" {
+				return nil
+			}
+			return engine.RequireRoot()
+		},
 	}
 	root.PersistentFlags().StringVar(&a.root, "root", envOr("CTNET_ROOT", "/var/lib/ctnet"), "directory of persistent state (network definitions) [$CTNET_ROOT]")
 	root.PersistentFlags().StringVar(&a.runRoot, "run-root", envOr("CTNET_RUN_ROOT", "/run/ctnet"), "directory of runtime state (endpoints, leases) [$CTNET_RUN_ROOT]")

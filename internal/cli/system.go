@@ -35,8 +35,9 @@ Prints one line per change (nothing when all is in order).`,
 func (a *app) bridgeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bridge", Short: "Look at bridges", Args: cobra.NoArgs}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "show [BRIDGE...]",
-		Short: "Show bridges and their ports, exactly as `brctl show` prints them",
+		Use:         "show [BRIDGE...]",
+		Annotations: map[string]string{"root": "no"},
+		Short:       "Show bridges and their ports, exactly as `brctl show` prints them",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := netlink.NewHandle()
 			if err != nil {

@@ -10,9 +10,7 @@ import (
 // Network is what the packet filter needs to know about one bridge network.
 type Network struct {
 	Bridge string // e.g. "ctnet0"
-	// Subnets are not used by the rules, which key every fact on the bridge
-	// name (so one element covers IPv4 and IPv6). Kept for callers and errors.
-	Subnets    []*net.IPNet
+	Subnets    []*net.IPNet // v4 and/or v6; used to recognise hairpin traffic
 	Masquerade bool // NAT traffic forwarded from this bridge to a non-ctnet interface
 	Internal   bool // no forwarding between this bridge and any other interface
 	ICC        bool // containers on this bridge may talk to each other
@@ -41,8 +39,9 @@ func (p Port) String() string {
 // element is one set or map element, already encoded.
 type element struct {
 	set string
-	key []byte
-	val []byte // nil for plain sets
+	key    []byte
+	keyEnd []byte // last key of a range, for interval sets
+	val    []byte // nil for plain sets
 }
 
 func (e element) id() string { return e.set + "/" + string(e.key) }
@@ -73,6 +72,26 @@ func (n Network) elements() ([]element, error) {
 	}
 	if !n.ICC {
 		els = append(els, element{set: setNoICC, key: br})
+	}
+	for _, sn := range n.Subnets {
+		first := sn.IP.Mask(sn.Mask)
+		if first == nil {
+			return nil, fmt.Errorf("network on %s: subnet %v: bad mask", n.Bridge, sn)
+		}
+		last := make(net.IP, len(first))
+		for i := range first {
+			last[i] = first[i] | ^sn.Mask[i]
+		}
+		set := setSubnets4
+		if first4 := first.To4(); first4 != nil && len(sn.Mask) == net.IPv4len {
+			first, last = first4, last.To4()
+		} else {
+			set = setSubnets6
+			first, last = first.To16(), last.To16()
+		}
+		els = append(els, element{set: set,
+			key:    append(append([]byte{}, first...), br...),
+			keyEnd: append(append([]byte{}, last...), br...)})
 	}
 	return els, nil
 }

@@ -126,7 +126,7 @@ func queue(c *nftables.Conn, sets map[string]*nftables.Set, add bool, els []elem
 		if _, ok := bySet[e.set]; !ok {
 			order = append(order, e.set)
 		}
-		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: e.key, Val: e.val})
+		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd, Val: e.val})
 	}
 	for _, name := range order {
 		s := sets[name]
@@ -213,7 +213,7 @@ func (f *Firewall) del(els []element) error {
 		for _, e := range els {
 			for _, ce := range cur {
 				if e.set == name && bytes.Equal(ce.Key, e.key) {
-					gone = append(gone, element{set: name, key: ce.Key, val: ce.Val})
+					gone = append(gone, element{set: name, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
 				}
 			}
 		}
@@ -259,8 +259,15 @@ func (f *Firewall) DelNetwork(n Network) error {
 	}
 	// Remove the bridge from every network set, whatever flags it was added with.
 	br := els[0].key
-	els = append(els[:2:2],
-		element{set: setMasq, key: br}, element{set: setInternal, key: br}, element{set: setNoICC, key: br})
+	var subnets []element
+	for _, e := range els {
+		if e.keyEnd != nil {
+			subnets = append(subnets, e)
+		}
+	}
+	els = append(append(els[:2:2],
+		element{set: setMasq, key: br}, element{set: setInternal, key: br}, element{set: setNoICC, key: br}),
+		subnets...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.del(els); err != nil {
@@ -407,10 +414,11 @@ func (f *Firewall) Ensure(nets []Network, ports []Port) ([]string, error) {
 		for _, ce := range cur {
 			have[string(ce.Key)] = true
 			w, ok := wantBySet[s.name][string(ce.Key)]
-			if !ok || !bytes.Equal(w.val, ce.Val) {
-				del = append(del, element{set: s.name, key: ce.Key, val: ce.Val})
+			same := ok && bytes.Equal(w.val, ce.Val) && bytes.Equal(w.keyEnd, ce.KeyEnd)
+			if !same {
+				del = append(del, element{set: s.name, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
 			}
-			if ok && !bytes.Equal(w.val, ce.Val) {
+			if ok && !same {
 				add = append(add, w)
 			}
 		}

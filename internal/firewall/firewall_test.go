@@ -212,7 +212,7 @@ func TestEnsureRepairs(t *testing.T) {
 		changes []string
 	}{
 		{"table deleted", []string{"delete table inet ctnet"},
-			[]string{"created table inet ctnet", "added 7 network elements", "added 6 port elements"}},
+			[]string{"created table inet ctnet", "added 10 network elements", "added 6 port elements"}},
 		{"port removed by hand", []string{"delete element inet ctnet ports4_any { tcp . 8080 }"},
 			[]string{"added 1 port element"}},
 		{"port changed by hand", []string{"delete element inet ctnet ports4_any { tcp . 8080 }",
@@ -222,11 +222,11 @@ func TestEnsureRepairs(t *testing.T) {
 			"add element inet ctnet ports6_any { udp . 1 : fd00::1 . 1 }"},
 			[]string{"removed 1 network element", "removed 1 port element"}},
 		{"rule deleted", []string{"flush chain inet ctnet forward"},
-			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 6)", "added 7 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 6)", "added 10 network elements", "added 6 port elements"}},
 		{"chain added", []string{"add chain inet ctnet extra"},
-			[]string{"rebuilt table inet ctnet (8 chains, want 7)", "added 7 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (8 chains, want 7)", "added 10 network elements", "added 6 port elements"}},
 		{"policy changed", []string{"add chain inet ctnet forward { type filter hook forward priority filter; policy drop; }"},
-			[]string{"rebuilt table inet ctnet (chain forward altered)", "added 7 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (chain forward altered)", "added 10 network elements", "added 6 port elements"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

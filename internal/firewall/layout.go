@@ -24,6 +24,8 @@ var (
 	protoPort    = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 	addr4Port    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	addr6Port    = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
+	addr4IfName  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIFName)
+	addr6IfName  = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIFName)
 	addr4PrtPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	addr6PrtPort = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
 )
@@ -35,6 +37,8 @@ const (
 	setInternal = "internal_bridges" // bridges that talk only to themselves and the host
 	setNoICC    = "noicc_bridges"    // bridges whose ports may not talk to each other
 	setPairs    = "bridge_pairs"     // "br . br" for every bridge: matches iif == oif
+	setSubnets4 = "subnets4"         // subnet . bridge (interval)
+	setSubnets6 = "subnets6"
 	mapPorts4   = "ports4_addr"      // ip daddr . l4proto . dport : addr . port
 	mapPorts4A  = "ports4_any"       // l4proto . dport : addr . port (all host addresses)
 	mapPorts6   = "ports6_addr"
@@ -51,8 +55,9 @@ const (
 type setSpec struct {
 	name string
 	key  nftables.SetDatatype
-	data nftables.SetDatatype // zero for plain sets
-	kind setKind
+	data     nftables.SetDatatype // zero for plain sets
+	kind     setKind
+	interval bool
 }
 
 func (s setSpec) isMap() bool { return s.data.Bytes != 0 }
@@ -64,6 +69,7 @@ func (s setSpec) set() *nftables.Set {
 		KeyType:       s.key,
 		DataType:      s.data,
 		IsMap:         s.isMap(),
+		Interval:      s.interval,
 		Concatenation: len(nftables.ConcatSetTypeElements(s.key)) > 1,
 	}
 	if s.key.GetNFTMagic() == ifnameType.GetNFTMagic() {
@@ -79,6 +85,8 @@ var setSpecs = []setSpec{
 	{name: setInternal, key: ifnameType, kind: kindNetwork},
 	{name: setNoICC, key: ifnameType, kind: kindNetwork},
 	{name: setPairs, key: ifnamePair, kind: kindNetwork},
+	{name: setSubnets4, key: addr4IfName, kind: kindNetwork, interval: true},
+	{name: setSubnets6, key: addr6IfName, kind: kindNetwork, interval: true},
 	{name: mapPorts4, key: addr4PrtPort, data: addr4Port, kind: kindPort},
 	{name: mapPorts4A, key: protoPort, data: addr4Port, kind: kindPort},
 	{name: mapPorts6, key: addr6PrtPort, data: addr6Port, kind: kindPort},
@@ -170,9 +178,15 @@ var chainSpecs = []chainSpec{
 	{name: "postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, prio: prioSrcNAT, policy: &accept, rules: []ruleSpec{
 		// A container reaching a published port of its own bridge via a host
 		// address must get replies from the host, not straight from the sibling.
+		// Matched by source subnet: with br_netfilter this packet is bridged
+		// and postrouting sees no input interface.
 		{"hairpin", func(s map[string]*nftables.Set) []expr.Any {
-			return cat(ctStatus(ctDNAT), meta(expr.MetaKeyIIFNAME, 1), meta(expr.MetaKeyOIFNAME, 2),
-				lookup(1, s[setPairs], false), &expr.Masq{})
+			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 4, 1),
+				meta(expr.MetaKeyOIFNAME, 9), lookup(1, s[setSubnets4], false), &expr.Masq{})
+		}},
+		{"hairpin", func(s map[string]*nftables.Set) []expr.Any {
+			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1),
+				meta(expr.MetaKeyOIFNAME, 2), lookup(1, s[setSubnets6], false), &expr.Masq{})
 		}},
 		// Ports published on 127.0.0.1 leave with a loopback source (needs
 		// route_localnet on the bridge); the container could not answer it.

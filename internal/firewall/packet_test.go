@@ -121,6 +121,14 @@ func ask(t *testing.T, ns netns.NsHandle, addr string) (string, error) {
 //
 //	C eth0 10.88.0.2 ── fwv0 [ctnet0 10.88.0.1] H [fwup0 203.0.113.2] ── eth0 203.0.113.1 O
 func TestPackets(t *testing.T) {
+	for _, brnf := range []bool{true, false} {
+		t.Run(map[bool]string{true: "br_netfilter", false: "no_br_netfilter"}[brnf], func(t *testing.T) {
+			testPackets(t, brnf)
+		})
+	}
+}
+
+func testPackets(t *testing.T, brNetfilter bool) {
 	sb := newSandbox(t)
 	hostNS, ctrNS, outNS := sb.ns, extraNS(t), extraNS(t)
 	h, hc, ho := handle(t, hostNS), handle(t, ctrNS), handle(t, outNS)
@@ -131,11 +139,13 @@ func TestPackets(t *testing.T) {
 		LinkAttrs: netlink.LinkAttrs{Name: "fwv0", MasterIndex: br.Attrs().Index},
 		PeerName:  "eth0", PeerNamespace: netlink.NsFd(ctrNS)}))
 	veth := linkUp(t, h, "fwv0", "")
-	// With br_netfilter (loaded on this machine) a DNATed packet whose new
-	// destination is on the bridge it came from is bridged, not routed, so
-	// reaching one's own published port needs hairpin mode on the port
-	// (Docker does the same when the userland proxy is off).
-	must(t, "hairpin", h.LinkSetHairpin(veth, true))
+	if brNetfilter {
+		// With br_netfilter a DNATed packet whose new destination is on the
+		// bridge it came from is bridged, not routed, so reaching one's own
+		// published port needs hairpin mode on the port (as Docker does
+		// when the userland proxy is off).
+		must(t, "hairpin", h.LinkSetHairpin(veth, true))
+	}
 	must(t, "veth to outside", h.LinkAdd(&netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: "fwup0"},
 		PeerName:  "eth0", PeerNamespace: netlink.NsFd(outNS)}))
@@ -150,9 +160,15 @@ func TestPackets(t *testing.T) {
 	for _, path := range []string{"/proc/sys/net/ipv4/ip_forward", RouteLocalnetSysctl("ctnet0")} {
 		must(t, path, os.WriteFile(path, []byte("1"), 0o644))
 	}
+	const brnf = "/proc/sys/net/bridge/bridge-nf-call-iptables" // per namespace since Linux 5.3
+	if _, err := os.Stat(brnf); err != nil && brNetfilter {
+		t.Skip("br_netfilter not loaded")
+	} else if err == nil {
+		must(t, brnf, os.WriteFile(brnf, []byte(map[bool]string{true: "1", false: "0"}[brNetfilter]), 0o644))
+	}
 
 	f := sb.firewall(t)
-	must(t, "add network", f.AddNetwork(Network{Bridge: "ctnet0", Masquerade: true, ICC: true}))
+	must(t, "add network", f.AddNetwork(Network{Bridge: "ctnet0", Subnets: []*net.IPNet{cidr("10.88.0.0/24")}, Masquerade: true, ICC: true}))
 	c := net.ParseIP("10.88.0.2")
 	must(t, "publish", f.Publish([]Port{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: c, ContainerPort: 80},

@@ -87,15 +87,18 @@ func mustLink(tb testing.TB, h *netlink.Handle, name string) netlink.Link {
 	return l
 }
 
-func addDummy(tb testing.TB, h *netlink.Handle, name string, mtu int) netlink.Link {
+// addLink adds a veth pair name/name+"p" inside h's namespace, both ends up
+// (this kernel has no dummy driver), and returns the end called name.
+func addLink(tb testing.TB, h *netlink.Handle, name string, mtu int) netlink.Link {
 	tb.Helper()
-	d := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1}}
-	if err := h.LinkAdd(d); err != nil {
-		tb.Fatalf("add dummy %q: %v", name, err)
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1}, PeerName: name + "p"}
+	if err := h.LinkAdd(v); err != nil {
+		tb.Fatalf("add veth %q: %v", name, err)
 	}
-	l := mustLink(tb, h, name)
-	if err := h.LinkSetUp(l); err != nil {
-		tb.Fatalf("set %q up: %v", name, err)
+	for _, n := range []string{name + "p", name} {
+		if err := h.LinkSetUp(mustLink(tb, h, n)); err != nil {
+			tb.Fatalf("set %q up: %v", n, err)
+		}
 	}
-	return l
+	return mustLink(tb, h, name)
 }

@@ -85,7 +85,7 @@ type Sandbox struct {
 	Host          *NS
 	Upstream      *NS
 	Dir           string // temp dir holding state directories
-	Root, RunRoot string
+	Root, RunRoot string // RunRoot is a tmpfs seen only inside the sandbox
 }
 
 // New makes a sandbox host with its upstream, torn down when the test ends.
@@ -96,11 +96,14 @@ func New(t testing.TB) *Sandbox {
 	s := &Sandbox{t: t, Dir: dir, Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run")}
 	// A fresh sysfs on /sys lets tools like brctl see the sandbox's links; the
 	// cgroup tree is carried over so an OCI runtime still finds it.
+	// The run root is a tmpfs, as /run is on a real host.
 	cg := filepath.Join(dir, "cgroup")
 	os.Mkdir(cg, 0o700)
+	os.Mkdir(s.RunRoot, 0o700)
 	s.Host = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
-		`mount --rbind /sys/fs/cgroup "$1" && mount -t sysfs sysfs /sys && mount --move "$1" /sys/fs/cgroup && echo ready && exec sleep infinity`,
-		"sh", cg)
+		`mount --rbind /sys/fs/cgroup "$1" && mount -t sysfs sysfs /sys && mount --move "$1" /sys/fs/cgroup &&
+		mount -t tmpfs -o mode=0700 tmpfs "$2" && echo ready && exec sleep infinity`,
+		"sh", cg, s.RunRoot)
 	s.Upstream = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`mount -t sysfs sysfs /sys && echo ready && exec sleep infinity`)
 	h, u := s.Host, s.Upstream
