@@ -210,6 +210,7 @@ func (s Subnet) Allocate(last netip.Addr, used func(netip.Addr) bool) (netip.Add
 	}
 
 	n, capped := poolSize(pool)
+	end := lastAddr(pool)
 	inUse := 0
 	a := start
 	for i := uint64(0); i < n; i++ {
@@ -219,7 +220,11 @@ func (s Subnet) Allocate(last netip.Addr, used func(netip.Addr) bool) (netip.Add
 			}
 			inUse++
 		}
-		a = s.next(pool, a)
+		if a == end {
+			a = first
+		} else {
+			a = a.Next()
+		}
 	}
 
 	what, flag := "subnet "+s.Prefix.String(), "--subnet"
@@ -291,9 +296,9 @@ func poolSize(p netip.Prefix) (n uint64, capped bool) {
 
 // lastAddr is the highest address of p (the IPv4 broadcast address).
 func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	bits := p.Bits()
-	for i := range b {
+	b := p.Masked().Addr().As16()
+	skip := 128 - p.Addr().BitLen() // leading bytes of an IPv4 address's 16-byte form
+	for i, bits := skip/8, p.Bits(); i < 16; i++ {
 		switch {
 		case bits >= 8:
 			bits -= 8
@@ -304,8 +309,10 @@ func lastAddr(p netip.Prefix) netip.Addr {
 			b[i] = 0xff
 		}
 	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
+	if p.Addr().Is4() {
+		return netip.AddrFrom4([4]byte(b[12:]))
+	}
+	return netip.AddrFrom16(b)
 }
 
 func parsePrefix(what, s string) (netip.Prefix, error) {

@@ -342,6 +342,12 @@ func TestPingThroughBridge(t *testing.T) {
 			}
 		})
 	}
+	t.Run("nobody there", func(t *testing.T) {
+		// Proves ping can fail: no container has 10.99.0.9.
+		if err := ping(a.ns, net.ParseIP("10.99.0.9")); err == nil {
+			t.Error("echo reply from an address nobody has")
+		}
+	})
 }
 
 // ping sends one ICMP echo from namespace ns to dst and waits for the reply.
