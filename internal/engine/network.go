@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -459,12 +461,10 @@ func (e *Engine) InspectNetwork(ref string) (*NetworkInfo, error) {
 	return found, nil
 }
 
+// predefinedID is a stable id for the host and none modes.
 func predefinedID(name string) string {
-	h := fmt.Sprintf("%x", []byte("ctnet predefined network "+name))
-	for len(h) < 64 {
-		h += h
-	}
-	return h[:64]
+	sum := sha256.Sum256([]byte("ctnet predefined network " + name))
+	return hex.EncodeToString(sum[:])
 }
 
 // ensureDefault creates the default network the first time any command
