@@ -5,6 +5,11 @@ import (
 	"os"
 
 	"github.com/ctnet/ctnet/internal/cli"
+	ocirt "github.com/ctnet/ctnet/internal/runtime"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// A detached container's monitor is this binary re-executed.
+	ocirt.MaybeRunMonitor()
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

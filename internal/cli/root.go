@@ -93,5 +93,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.PersistentFlags().StringVar(&a.root, "root", envOr("CTNET_ROOT", "/var/lib/ctnet"), "directory of persistent state (network definitions) [$CTNET_ROOT]")
 	root.PersistentFlags().StringVar(&a.runRoot, "run-root", envOr("CTNET_RUN_ROOT", "/run/ctnet"), "directory of runtime state (endpoints, leases) [$CTNET_RUN_ROOT]")
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), a.systemCmd())
+	root.AddCommand(a.containerCmds()...)
+	root.AddCommand(a.imageCmds()...)
 	return root
 }

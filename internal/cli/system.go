@@ -29,6 +29,19 @@ Prints one line per change (nothing when all is in order).`,
 			return err
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:    "container-exited ID",
+		Short:  "Release what an ended container no longer needs (called by its monitor)",
+		Hidden: true,
+		Args:   exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			return e.ContainerExited(args[0])
+		},
+	})
 	return cmd
 }
 

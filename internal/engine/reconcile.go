@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/driver/bridge"
 	"github.com/ctnet/ctnet/internal/firewall"
 	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/nspin"
 	"github.com/ctnet/ctnet/internal/store"
 )
 
@@ -63,6 +66,9 @@ func (e *Engine) Reconcile() ([]string, error) {
 		line := fmt.Sprintf(format, args...)
 		changes = append(changes, line)
 		e.Log("%s", line)
+	}
+	if err := e.reconcileContainers(logf); err != nil {
+		return changes, err
 	}
 	err := e.store.Update(func(tx store.Tx) error {
 		nets, err := listJSON[Network](tx, store.Networks, "")
@@ -200,6 +206,65 @@ func addrOf(ep *Endpoint) string {
 		return p.Addr().String()
 	}
 	return "endpoint " + ShortID(ep.ID)
+}
+
+// reconcileContainers cleans containers that ended without anyone noticing
+// (their monitor was killed, the host rebooted, ctnet crashed while creating
+// them), and namespace pins that no container owns.
+func (e *Engine) reconcileContainers(logf func(string, ...any)) error {
+	var cs []Container
+	if err := e.store.View(func(tx store.Tx) error {
+		var err error
+		cs, err = listJSON[Container](tx, store.Containers, "")
+		return err
+	}); err != nil {
+		return err
+	}
+	pins := map[string]bool{}
+	for i := range cs {
+		c := &cs[i]
+		if c.OwnNS {
+			pins[c.NetNS] = true
+		}
+		if c.CreatorPID != 0 && unix.Kill(c.CreatorPID, 0) == nil {
+			continue // still being set up by a live ctnet
+		}
+		rt, err := e.runtimeFor(c.Runtime)
+		if err != nil {
+			return err
+		}
+		st, err := rt.State(c.ID)
+		switch {
+		case err == nil && st.Running:
+			continue
+		case err != nil || c.CreatorPID != 0 || c.AutoRemove:
+			if err := e.removeContainer(rt, c); err != nil {
+				return err
+			}
+			why := "it was never started"
+			if c.AutoRemove && c.CreatorPID == 0 {
+				why = "it ended and was started with --rm"
+			}
+			logf("removed container %s (%s): %s", c.Name, ShortID(c.ID), why)
+		case c.OwnNS && netnsKeyOf(c.NetNS) != "":
+			if err := e.releaseNetwork(c); err != nil {
+				return err
+			}
+			logf("released the network of container %s (%s): it has exited", c.Name, ShortID(c.ID))
+		}
+	}
+	dir := filepath.Join(e.cfg.RunRoot, "netns")
+	entries, _ := os.ReadDir(dir)
+	for _, de := range entries {
+		p := filepath.Join(dir, de.Name())
+		if !pins[p] {
+			if err := nspin.Remove(p); err != nil {
+				return err
+			}
+			logf("dropped namespace pin %s: no container owns it", p)
+		}
+	}
+	return nil
 }
 
 // crashPoint ends the process abruptly, as a power cut would, when

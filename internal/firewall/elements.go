@@ -9,11 +9,11 @@ import (
 
 // Network is what the packet filter needs to know about one bridge network.
 type Network struct {
-	Bridge string // e.g. "ctnet0"
+	Bridge     string       // e.g. "ctnet0"
 	Subnets    []*net.IPNet // v4 and/or v6; used to recognise hairpin traffic
-	Masquerade bool // NAT traffic forwarded from this bridge to a non-ctnet interface
-	Internal   bool // no forwarding between this bridge and any other interface
-	ICC        bool // containers on this bridge may talk to each other
+	Masquerade bool         // NAT traffic forwarded from this bridge to a non-ctnet interface
+	Internal   bool         // no forwarding between this bridge and any other interface
+	ICC        bool         // containers on this bridge may talk to each other
 }
 
 // Port is one published port (docker -p). Ranges are expanded by the caller:
@@ -38,7 +38,7 @@ func (p Port) String() string {
 
 // element is one set or map element, already encoded.
 type element struct {
-	set string
+	set    string
 	key    []byte
 	keyEnd []byte // last key of a range, for interval sets
 	val    []byte // nil for plain sets

@@ -39,8 +39,8 @@ const (
 	setPairs    = "bridge_pairs"     // "br . br" for every bridge: matches iif == oif
 	setSubnets4 = "subnets4"         // subnet . bridge (interval)
 	setSubnets6 = "subnets6"
-	mapPorts4   = "ports4_addr"      // ip daddr . l4proto . dport : addr . port
-	mapPorts4A  = "ports4_any"       // l4proto . dport : addr . port (all host addresses)
+	mapPorts4   = "ports4_addr" // ip daddr . l4proto . dport : addr . port
+	mapPorts4A  = "ports4_any"  // l4proto . dport : addr . port (all host addresses)
 	mapPorts6   = "ports6_addr"
 	mapPorts6A  = "ports6_any"
 )
@@ -53,8 +53,8 @@ const (
 )
 
 type setSpec struct {
-	name string
-	key  nftables.SetDatatype
+	name     string
+	key      nftables.SetDatatype
 	data     nftables.SetDatatype // zero for plain sets
 	kind     setKind
 	interval bool

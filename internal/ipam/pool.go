@@ -1,9 +1,6 @@
 package ipam
 
-import (
-	"fmt"
-	"net/netip"
-)
+import "net/netip"
 
 // maxSplit bounds SplitPool so a careless base/size pair cannot allocate
 // millions of candidates.
@@ -60,26 +57,26 @@ func PickSubnet(candidates, used []netip.Prefix) (netip.Prefix, error) {
 	if len(candidates) == 0 {
 		return netip.Prefix{}, errorf(ErrExhausted, "no free subnet: the address pool is empty; pass --subnet")
 	}
-	var example string
+	var busy, hit netip.Prefix // the first taken candidate, for the error
 	for _, c := range candidates {
 		if !c.IsValid() {
 			continue
 		}
-		hit, ok := firstOverlap(c, used)
+		h, ok := firstOverlap(c, used)
 		if !ok {
 			return c.Masked(), nil
 		}
-		if example == "" {
-			example = fmt.Sprintf("%s overlaps %s", c, hit)
+		if !busy.IsValid() {
+			busy, hit = c, h
 		}
 	}
-	if example == "" {
+	if !busy.IsValid() {
 		return netip.Prefix{}, errorf(ErrExhausted, "no free subnet: the address pool holds no valid subnet; pass --subnet")
 	}
 	first, last := candidates[0], candidates[len(candidates)-1]
 	return netip.Prefix{}, errorf(ErrExhausted,
-		"no free subnet: all %d candidates from %s to %s overlap a host address, route or network (e.g. %s); pass --subnet",
-		len(candidates), first, last, example)
+		"no free subnet: all %d candidates from %s to %s overlap a host address, route or network (e.g. %s overlaps %s); pass --subnet",
+		len(candidates), first, last, busy, hit)
 }
 
 func firstOverlap(c netip.Prefix, used []netip.Prefix) (netip.Prefix, bool) {

@@ -32,8 +32,8 @@ func NewSubnet(prefix, gateway, ipRange string, aux map[string]string) (Subnet, 
 	if err != nil {
 		return Subnet{}, err
 	}
-	if max := p.Addr().BitLen() - 2; p.Bits() > max {
-		return Subnet{}, errorf(ErrInvalid, "subnet %s is too small: it needs room for a gateway and at least one container (use /%d or larger)", p, max)
+	if limit := p.Addr().BitLen() - 2; p.Bits() > limit {
+		return Subnet{}, errorf(ErrInvalid, "subnet %s is too small: it needs room for a gateway and at least one container (use /%d or larger)", p, limit)
 	}
 	s := Subnet{Prefix: p}
 
@@ -232,7 +232,7 @@ func (s Subnet) Allocate(last netip.Addr, used func(netip.Addr) bool) (netip.Add
 		what, flag = fmt.Sprintf("ip-range %s of subnet %s", s.Range, s.Prefix), "--ip-range"
 	}
 	if capped {
-		return netip.Addr{}, errorf(ErrExhausted, "%s has no free address among the %d tried after %s; remove containers or pick another address with --ip", what, n, start)
+		return netip.Addr{}, errorf(ErrExhausted, "%s has no free address among the %d tried from %s; remove containers or pick another address with --ip", what, n, start)
 	}
 	return netip.Addr{}, errorf(ErrExhausted, "%s has no free address (%d in use); use a larger %s or remove containers", what, inUse, flag)
 }

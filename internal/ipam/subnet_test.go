@@ -264,7 +264,7 @@ func TestAllocateExhausted(t *testing.T) {
 		{"v6 /120", mustSubnet(t, "2001:db8::/120", "", "", nil),
 			"subnet 2001:db8::/120 has no free address (255 in use); use a larger --subnet or remove containers"},
 		{"v6 /64 gives up", mustSubnet(t, "2001:db8::/64", "", "", nil),
-			"subnet 2001:db8::/64 has no free address among the 16777216 tried after 2001:db8::; remove containers or pick another address with --ip"},
+			"subnet 2001:db8::/64 has no free address among the 16777216 tried from 2001:db8::; remove containers or pick another address with --ip"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

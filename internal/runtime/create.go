@@ -25,6 +25,7 @@ type Container struct {
 // meta is container.json: what Run/Start need besides the bundle.
 type meta struct {
 	Tty, Interactive bool
+	OnExit           []string `json:",omitempty"`
 }
 
 // Create prepares the bundle: overlay root (or the host's / read-only), etc
@@ -79,7 +80,7 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err := writeJSON(filepath.Join(p.dir, "config.json"), spec); err != nil {
 		return nil, wrap(err)
 	}
-	m := meta{Tty: s.Tty, Interactive: s.Interactive}
+	m := meta{Tty: s.Tty, Interactive: s.Interactive, OnExit: s.OnExit}
 	if err := writeJSON(p.meta(), m); err != nil {
 		return nil, wrap(err)
 	}
@@ -197,20 +198,32 @@ func pinNewIPCNS(pin string) error {
 	if err := os.WriteFile(pin, nil, 0o600); err != nil {
 		return fmt.Errorf("ipc namespace pin: %w", err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// never unlocked: the thread is in another IPC namespace and must die
-		goruntime.LockOSThread()
+	return onThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
-			errc <- fmt.Errorf("new ipc namespace: %w", err)
-			return
+			return fmt.Errorf("new ipc namespace: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/ipc", unix.Gettid())
 		if err := unix.Mount(src, pin, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("pin ipc namespace at %s: %w", pin, err)
+			return fmt.Errorf("pin ipc namespace at %s: %w", pin, err)
+		}
+		return nil
+	})
+}
+
+// onThrowawayThread runs fn on an OS thread that is discarded afterwards, so
+// fn may change the thread's namespaces. Never the main thread: Go keeps that
+// one when its goroutine exits locked, and /proc/self shows its namespaces.
+func onThrowawayThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// while this goroutine holds the main thread, the next one gets another
+			errc <- onThrowawayThread(fn)
+			goruntime.UnlockOSThread()
 			return
 		}
-		errc <- nil
+		errc <- fn() // exits locked: the thread ends with it
 	}()
 	return <-errc
 }

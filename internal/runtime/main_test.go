@@ -19,19 +19,13 @@ import (
 	ocirt "github.com/ctnet/ctnet/internal/runtime"
 )
 
-const (
-	nsEnv     = "CTNET_RT_TEST_PRIVATE_MNT"
-	helperEnv = "CTNET_RT_HELPER"
-)
+const nsEnv = "CTNET_RT_TEST_PRIVATE_MNT"
 
 // TestMain runs the monitor or the in-container helper when asked to, and
 // otherwise re-executes the tests in a private mount namespace so that no
 // overlay, bind or nsfs mount of theirs reaches the machine's.
 func TestMain(m *testing.M) {
 	ocirt.MaybeRunMonitor()
-	if h := os.Getenv(helperEnv); h != "" {
-		os.Exit(helper(h))
-	}
 	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
 		self, err := os.Executable()
 		if err == nil {
@@ -53,65 +47,6 @@ func lookPath(name string) (string, error) {
 		}
 	}
 	return "", os.ErrNotExist
-}
-
-// helper is a tiny static program run inside busybox containers: busybox's
-// nc has no UNIX sockets. "listen:SOCK:FIFO" accepts one connection, tells
-// the test it listens by writing to FIFO, and answers "pong:" + the message;
-// "send:SOCK:MSG" sends MSG and prints the answer.
-func helper(arg string) int {
-	parts := strings.SplitN(arg, ":", 3)
-	fail := func(err error) int { fmt.Fprintln(os.Stderr, "helper:", err); return 1 }
-	if len(parts) != 3 {
-		return fail(fmt.Errorf("bad arg %q", arg))
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	if err != nil {
-		return fail(err)
-	}
-	addr := &unix.SockaddrUnix{Name: parts[1]}
-	switch parts[0] {
-	case "listen":
-		if err := unix.Bind(fd, addr); err != nil {
-			return fail(err)
-		}
-		if err := unix.Listen(fd, 1); err != nil {
-			return fail(err)
-		}
-		if err := os.WriteFile(parts[2], []byte("ready\n"), 0); err != nil {
-			return fail(err)
-		}
-		c, _, err := unix.Accept(fd)
-		if err != nil {
-			return fail(err)
-		}
-		buf := make([]byte, 256)
-		n, err := unix.Read(c, buf)
-		if err != nil {
-			return fail(err)
-		}
-		fmt.Printf("got %s\n", buf[:n])
-		if _, err := unix.Write(c, append([]byte("pong:"), buf[:n]...)); err != nil {
-			return fail(err)
-		}
-		unix.Close(c)
-	case "send":
-		if err := unix.Connect(fd, addr); err != nil {
-			return fail(err)
-		}
-		if _, err := unix.Write(fd, []byte(parts[2])); err != nil {
-			return fail(err)
-		}
-		buf := make([]byte, 256)
-		n, err := unix.Read(fd, buf)
-		if err != nil {
-			return fail(err)
-		}
-		fmt.Printf("%s\n", buf[:n])
-	default:
-		return fail(fmt.Errorf("bad mode %q", parts[0]))
-	}
-	return 0
 }
 
 type env struct {
@@ -158,16 +93,13 @@ func newNetNS(t *testing.T, dir string) string {
 	if err := os.WriteFile(pin, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread dies with its namespace
+	err := onThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
+			return err
 		}
-		errc <- unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), pin, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
+		return unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), pin, "", unix.MS_BIND, "")
+	})
+	if err != nil {
 		t.Fatalf("new netns: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(pin, unix.MNT_DETACH) })
@@ -223,4 +155,20 @@ func (e *env) exec(t *testing.T, id string, args ...string) (string, int) {
 		t.Fatal(err)
 	}
 	return out.String(), code
+}
+
+// onThrowawayThread runs fn on an OS thread that ends afterwards, never the
+// main one (Go keeps that thread, and /proc/self shows its namespaces).
+func onThrowawayThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			errc <- onThrowawayThread(fn)
+			goruntime.UnlockOSThread()
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }

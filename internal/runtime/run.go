@@ -67,6 +67,7 @@ const monitorEnv = "_CTNET_OCIRT_MONITOR"
 
 type monitorArgs struct {
 	Binary, Root, Bundle, ID string
+	OnExit                   []string `json:",omitempty"`
 }
 
 // Start runs the container detached: a monitor process (this binary
@@ -78,7 +79,7 @@ func (c *Container) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("container %s: find own binary for the monitor: %w", c.ID, err)
 	}
-	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: filepath.Join(c.r.stateDir, "runc"), Bundle: c.p.dir, ID: c.ID})
+	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: filepath.Join(c.r.stateDir, "runc"), Bundle: c.p.dir, ID: c.ID, OnExit: c.meta.OnExit})
 	if err != nil {
 		return err
 	}
@@ -218,6 +219,15 @@ func runMonitor(arg string) int {
 	if err := writeStatus(p, st); err != nil {
 		fmt.Fprintln(os.Stderr, "monitor:", err)
 		return 1
+	}
+	if len(a.OnExit) > 0 {
+		hook := exec.Command(a.OnExit[0], a.OnExit[1:]...)
+		hook.Dir = "/" // the hook may remove the bundle we run in
+		hook.Stdout, hook.Stderr = os.Stderr, os.Stderr
+		if err := hook.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "monitor: on-exit hook:", err)
+			return 1
+		}
 	}
 	return 0
 }

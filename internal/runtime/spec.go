@@ -39,6 +39,10 @@ type Spec struct {
 	// any absolute path) to content; each is kept in the container's state
 	// directory and bind-mounted, so WriteEtcFile can change it later.
 	EtcFiles map[string][]byte
+	// OnExit, when set, is a command the monitor of a detached container
+	// runs once the container has ended and its exit is recorded (ctnet
+	// uses it to release the container's network, or remove it with --rm).
+	OnExit []string
 	// WorkDir and User override the image's ("uid[:gid]" or names from the
 	// image's /etc/passwd and /etc/group).
 	WorkDir, User string
@@ -111,7 +115,6 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 		Capabilities: &specs.LinuxCapabilities{
 			Bounding: caps, Effective: caps, Permitted: caps,
 		},
-		Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}},
 	}
 
 	mounts := []specs.Mount{

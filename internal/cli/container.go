@@ -1,0 +1,371 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctnet/ctnet/internal/engine"
+	ocirt "github.com/ctnet/ctnet/internal/runtime"
+)
+
+func (a *app) containerCmds() []*cobra.Command {
+	return []*cobra.Command{a.runCmd(), a.psCmd(), a.execCmd(), a.stopCmd(), a.killCmd(), a.rmCmd(), a.logsCmd(), a.inspectCmd()}
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var s engine.RunSpec
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and run a new container from an image",
+		Example: `  ctnet run --rm host ip a                    # the embedded "host" image: the host's files, read-only
+  ctnet run -d --name web busybox httpd -f -p 80
+  ctnet run --rm --network container:web busybox wget -qO- 127.0.0.1
+  ctnet run -it --rm busybox sh`,
+		Args: minArgs(1, "IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s.Image, s.Cmd = args[0], args[1:]
+			s.Stdin, s.Stdout, s.Stderr = os.Stdin, a.out, a.errOut
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, code, err := e.Run(ctx, s)
+			if err != nil {
+				return err
+			}
+			if s.Detach {
+				fmt.Fprintln(a.out, c.ID)
+				return nil
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false) // flags after IMAGE belong to the command
+	f.StringVar(&s.Name, "name", "", "assign a name to the container")
+	f.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
+	f.StringVar(&s.Network, "network", "bridge", "network mode: bridge, host, none, container:NAME, or a network's name")
+	f.StringVar(&s.Network, "net", "bridge", "")
+	f.MarkHidden("net")
+	f.StringVar(&s.IP, "ip", "", "IPv4 address on the network")
+	f.StringVar(&s.IP6, "ip6", "", "IPv6 address on the network")
+	f.StringVar(&s.MAC, "mac-address", "", "MAC address of eth0")
+	f.StringArrayVar(&s.Aliases, "network-alias", nil, "network-scoped alias")
+	f.StringArrayVar(&s.DNS, "dns", nil, "DNS server for the container's resolv.conf")
+	f.StringArrayVar(&s.AddHosts, "add-host", nil, "add a line to /etc/hosts (NAME:IP)")
+	f.StringArrayVarP(&s.Volumes, "volume", "v", nil, "bind mount a host path: SRC:DST[:ro]")
+	f.StringVar(&s.IPC, "ipc", "", "IPC namespace: private (default), shareable, container:NAME, host")
+	f.StringArrayVarP(&s.Env, "env", "e", nil, "set an environment variable K=V")
+	f.BoolVarP(&s.Detach, "detach", "d", false, "run in the background and print the container id")
+	f.BoolVarP(&s.Interactive, "interactive", "i", false, "keep stdin open")
+	f.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-terminal")
+	f.BoolVar(&s.Remove, "rm", false, "remove the container (and its network endpoints) when it exits")
+	f.StringVar(&s.Runtime, "runtime", "runc", "OCI runtime: runc or crun")
+	f.StringVarP(&s.WorkDir, "workdir", "w", "", "working directory inside the container")
+	f.StringVarP(&s.User, "user", "u", "", "user (uid[:gid] or name) inside the container")
+	cmd.Flags().BoolP("help", "", false, "help for run") // -h is --hostname, as in Docker
+	return cmd
+}
+
+type psRow struct {
+	ID, Image, Command, CreatedAt, RunningFor, Status, State, Ports, Names, Networks string
+}
+
+var psHeaders = map[string]string{
+	"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+	"RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Ports": "PORTS", "Names": "NAMES", "Networks": "NETWORKS",
+}
+
+func (a *app) psCmd() *cobra.Command {
+	var (
+		all, quiet, noTrunc bool
+		format              string
+	)
+	cmd := &cobra.Command{
+		Use:     "ps [OPTIONS]",
+		Aliases: []string{"container ls"},
+		Short:   "List containers",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			cs, err := e.Containers()
+			if err != nil {
+				return err
+			}
+			var rows []psRow
+			for i := len(cs) - 1; i >= 0; i-- {
+				c := cs[i]
+				if !all && !c.Status.Running {
+					continue
+				}
+				id, command := engine.ShortID(c.ID), `"`+strings.Join(c.Args, " ")+`"`
+				if noTrunc {
+					id = c.ID
+				} else if len(command) > 22 {
+					command = command[:19] + `…"`
+				}
+				var nets []string
+				for _, ep := range c.Endpoints {
+					nets = append(nets, ep.Network)
+				}
+				if len(nets) == 0 && (c.NetworkMode == "host" || c.NetworkMode == "none") {
+					nets = []string{c.NetworkMode}
+				}
+				rows = append(rows, psRow{
+					ID: id, Image: c.Image, Command: command, Names: c.Name,
+					CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
+					RunningFor: ago(c.Created) + " ago", Status: statusText(c.Status), State: c.Status.Status,
+					Networks: strings.Join(nets, ","),
+				})
+			}
+			sortPs(rows, cs)
+			if quiet {
+				format = "{{.ID}}"
+			}
+			if format == "" {
+				format = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+			}
+			return writeList(a.out, format, psHeaders, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&all, "all", "a", false, "show all containers (default shows just running)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "only display container IDs")
+	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
+	f.StringVar(&format, "format", "", "format output with a Go template, 'table TEMPLATE' or 'json'")
+	return cmd
+}
+
+// sortPs keeps rows newest first, as Docker does.
+func sortPs(rows []psRow, cs []engine.ContainerInfo) {
+	created := map[string]time.Time{}
+	for _, c := range cs {
+		created[c.Name] = c.Created
+	}
+	for i := 1; i < len(rows); i++ {
+		for j := i; j > 0 && created[rows[j].Names].After(created[rows[j-1].Names]); j-- {
+			rows[j], rows[j-1] = rows[j-1], rows[j]
+		}
+	}
+}
+
+func statusText(s ocirt.Status) string {
+	switch {
+	case s.Running:
+		return "Up " + ago(s.StartedAt)
+	case s.Status == "exited" || !s.FinishedAt.IsZero():
+		return fmt.Sprintf("Exited (%d) %s ago", s.ExitCode, ago(s.FinishedAt))
+	default:
+		return "Created"
+	}
+}
+
+// ago renders a duration the way Docker's ps does.
+func ago(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case t.IsZero():
+		return "a while"
+	case d < time.Second:
+		return "Less than a second"
+	case d < time.Minute:
+		return plural(int(d.Seconds()), "second")
+	case d < time.Hour:
+		return plural(int(d.Minutes()), "minute")
+	case d < 48*time.Hour:
+		return plural(int(d.Hours()), "hour")
+	default:
+		return plural(int(d.Hours()/24), "day")
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		if unit == "hour" {
+			return "About an hour"
+		}
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+func (a *app) execCmd() *cobra.Command {
+	var x ocirt.ExecSpec
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Args:  minArgs(2, "CONTAINER COMMAND"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			x.Args = args[1:]
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			code, err := e.Exec(context.Background(), args[0], x, os.Stdin, a.out, a.errOut)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.BoolVarP(&x.Interactive, "interactive", "i", false, "keep stdin open")
+	f.BoolVarP(&x.Tty, "tty", "t", false, "allocate a pseudo-terminal")
+	f.StringArrayVarP(&x.Env, "env", "e", nil, "set an environment variable K=V")
+	f.StringVarP(&x.WorkDir, "workdir", "w", "", "working directory inside the container")
+	f.StringVarP(&x.User, "user", "u", "", "user (uid[:gid])")
+	return cmd
+}
+
+// eachContainer runs fn for every argument, prints what Docker prints (the
+// argument) on success, and reports every failure.
+func (a *app) eachContainer(args []string, fn func(e *engine.Engine, ref string) error) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, ref := range args {
+		if err := fn(e, ref); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		fmt.Fprintln(a.out, ref)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+func (a *app) stopCmd() *cobra.Command {
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "stop [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Stop one or more running containers (SIGTERM, then SIGKILL after --time)",
+		Args:  minArgs(1, "CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
+				_, err := e.Stop(context.Background(), ref, time.Duration(timeout)*time.Second)
+				return err
+			})
+		},
+	}
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing the container")
+	return cmd
+}
+
+func (a *app) killCmd() *cobra.Command {
+	var sig string
+	cmd := &cobra.Command{
+		Use:   "kill [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Send a signal (default KILL) to one or more running containers",
+		Args:  minArgs(1, "CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := parseSignal(sig)
+			if err != nil {
+				return err
+			}
+			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
+				_, err := e.Kill(ref, s)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal to send (name or number)")
+	return cmd
+}
+
+func parseSignal(s string) (syscall.Signal, error) {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	names := map[string]syscall.Signal{
+		"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "HUP": syscall.SIGHUP,
+		"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+	}
+	if sig, ok := names[strings.TrimPrefix(strings.ToUpper(s), "SIG")]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("--signal %q: unknown signal; use a name like TERM or a number", s)
+}
+
+func (a *app) rmCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Remove one or more containers and their network endpoints",
+		Args:  minArgs(1, "CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
+				_, err := e.Remove(ref, force)
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
+	return cmd
+}
+
+func (a *app) logsCmd() *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs [OPTIONS] CONTAINER",
+		Short: "Print the output of a detached container",
+		Args:  exactArgs(1, "CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			path, c, err := e.LogPath(args[0])
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(path)
+			if os.IsNotExist(err) {
+				return nil // a foreground container's output went to its terminal
+			}
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			for {
+				if _, err := io.Copy(a.out, f); err != nil {
+					return err
+				}
+				if !follow {
+					return nil
+				}
+				if !e.Running(c) {
+					_, err := io.Copy(a.out, f) // what came after the last read
+					return err
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output until the container stops")
+	return cmd
+}

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctnet/ctnet/internal/engine"
+)
+
+// Docker's `inspect` shape for a container, the parts ctnet has.
+type (
+	containerJSON struct {
+		Id              string
+		Created         time.Time
+		Path            string
+		Args            []string
+		State           stateJSON
+		Image           string
+		ResolvConfPath  string
+		HostnamePath    string
+		HostsPath       string
+		Name            string
+		HostConfig      hostConfigJSON
+		Config          configJSON
+		NetworkSettings networkSettingsJSON
+	}
+	stateJSON struct {
+		Status     string
+		Running    bool
+		Pid        int
+		ExitCode   int
+		StartedAt  time.Time
+		FinishedAt time.Time
+	}
+	hostConfigJSON struct {
+		NetworkMode string
+		IpcMode     string
+		AutoRemove  bool
+		Binds       []string
+		Dns         []string
+		ExtraHosts  []string
+		Runtime     string
+	}
+	configJSON struct {
+		Hostname string
+		Env      []string
+		Cmd      []string
+		Image    string
+		Tty      bool
+	}
+	networkSettingsJSON struct {
+		SandboxKey string
+		endpointSettingsJSON
+		Networks map[string]endpointSettingsJSON
+	}
+	endpointSettingsJSON struct {
+		NetworkID           string `json:",omitempty"`
+		EndpointID          string
+		Gateway             string
+		IPAddress           string
+		IPPrefixLen         int
+		IPv6Gateway         string
+		GlobalIPv6Address   string
+		GlobalIPv6PrefixLen int
+		MacAddress          string
+		Aliases             []string `json:",omitempty"`
+	}
+)
+
+func endpointSettings(ep engine.Endpoint, nets map[string]engine.NetworkInfo) endpointSettingsJSON {
+	s := endpointSettingsJSON{NetworkID: ep.NetworkID, EndpointID: ep.ID, MacAddress: ep.MAC, Aliases: ep.Aliases}
+	n := nets[ep.NetworkID]
+	if p, err := netip.ParsePrefix(ep.IPv4); err == nil {
+		s.IPAddress, s.IPPrefixLen = p.Addr().String(), p.Bits()
+	}
+	if p, err := netip.ParsePrefix(ep.IPv6); err == nil {
+		s.GlobalIPv6Address, s.GlobalIPv6PrefixLen = p.Addr().String(), p.Bits()
+	}
+	for _, sub := range n.Subnets {
+		if n.Internal {
+			break
+		}
+		if strings.Contains(sub.Subnet, ":") {
+			s.IPv6Gateway = sub.Gateway
+		} else if s.Gateway == "" {
+			s.Gateway = sub.Gateway
+		}
+	}
+	return s
+}
+
+func (a *app) inspectCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Display detailed information on containers, as JSON",
+		Args:  minArgs(1, "CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			all, err := e.Networks()
+			if err != nil {
+				return err
+			}
+			nets := map[string]engine.NetworkInfo{}
+			for _, n := range all {
+				nets[n.ID] = n
+			}
+			var out []containerJSON
+			var errs []string
+			for _, ref := range args {
+				c, err := e.InspectContainer(ref)
+				if err != nil {
+					errs = append(errs, err.Error())
+					continue
+				}
+				j := containerJSON{
+					Id: c.ID, Created: c.Created, Image: c.ImageID, Name: "/" + c.Name,
+					State: stateJSON{Status: c.Status.Status, Running: c.Status.Running, Pid: c.Status.Pid,
+						ExitCode: c.Status.ExitCode, StartedAt: c.Status.StartedAt, FinishedAt: c.Status.FinishedAt},
+					HostConfig: hostConfigJSON{NetworkMode: c.NetworkMode, IpcMode: c.IPC, AutoRemove: c.AutoRemove,
+						Binds: c.Volumes, Dns: c.DNS, ExtraHosts: c.AddHosts, Runtime: c.Runtime},
+					Config:          configJSON{Hostname: c.Hostname, Env: c.Env, Cmd: c.Args, Image: c.Image, Tty: c.Tty},
+					NetworkSettings: networkSettingsJSON{SandboxKey: c.NetNS, Networks: map[string]endpointSettingsJSON{}},
+				}
+				if len(c.Args) > 0 {
+					j.Path, j.Args = c.Args[0], c.Args[1:]
+				}
+				if j.HostConfig.IpcMode == "" {
+					j.HostConfig.IpcMode = "private"
+				}
+				for i, ep := range c.Endpoints {
+					s := endpointSettings(ep, nets)
+					j.NetworkSettings.Networks[ep.Network] = s
+					if i == 0 {
+						top := s
+						top.NetworkID, top.Aliases = "", nil
+						j.NetworkSettings.endpointSettingsJSON = top
+					}
+				}
+				out = append(out, j)
+			}
+			if err := writeInspect(a.out, format, out); err != nil {
+				return err
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("%s", strings.Join(errs, "\n"))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format output with a Go template")
+	return cmd
+}

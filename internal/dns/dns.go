@@ -1,0 +1,323 @@
+// Package dns is ctnet's embedded resolver. It answers on 127.0.0.11:53 (UDP
+// and TCP) inside each container's network namespace: names of containers on
+// the asking container's networks are answered locally (A, AAAA, PTR), every
+// other query is forwarded to upstream resolvers from the namespace ctnet runs
+// in (the host), so forwarding works even from a container with no route out.
+//
+// The listening sockets are created inside the container's namespace (setns
+// on a locked thread), so nothing is ever bound on the host: a DNS server on
+// the host's port 53 cannot collide with it. One Server holds listeners in
+// any number of namespaces.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Addr is where the resolver listens inside every container, as Docker's.
+var Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 11}), 53)
+
+// Record is one container's endpoint on one network.
+type Record struct {
+	Network string       `json:"network"`
+	Name    string       `json:"name"`              // container name; PTR answers Name.Network
+	Aliases []string     `json:"aliases,omitempty"` // --network-alias values, hostname, short id
+	Addrs   []netip.Addr `json:"addrs"`
+}
+
+// Namespace is one container network namespace to serve.
+type Namespace struct {
+	Path      string   `json:"path"`                // e.g. a netns pin or /proc/PID/ns/net
+	Networks  []string `json:"networks"`            // networks whose names it may resolve
+	Upstreams []string `json:"upstreams,omitempty"` // its --dns; empty: the server's
+	NoForward bool     `json:"no_forward,omitempty"`
+}
+
+// Config configures a Server.
+type Config struct {
+	// Upstreams are the resolvers for names not answered locally ("IP" or
+	// "IP:port"), normally the host's resolv.conf nameservers.
+	Upstreams []string
+	// ForwardNS is the network namespace upstream sockets are made in. Empty
+	// means where the process runs, which is what production wants; tests
+	// point it at their sandbox host.
+	ForwardNS string
+	// Logf, when set, receives one line per listener or forwarding problem.
+	Logf func(format string, args ...any)
+}
+
+// Server is the resolver. Its zero value is not usable; call New.
+type Server struct {
+	cfg   Config
+	ctx   context.Context
+	stop  context.CancelFunc
+	index atomic.Pointer[index]
+	sem   chan struct{} // bounds concurrent queries over all namespaces
+
+	// exchange sends one query upstream; tests and the fuzz target replace it.
+	exchange func(ctx context.Context, upstreams []string, query []byte, tcp bool) ([]byte, error)
+
+	mu        sync.Mutex
+	upstreams []string
+	nss       map[string]*listener
+}
+
+// New returns a Server with no records and no listeners.
+func New(cfg Config) *Server {
+	ctx, stop := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, ctx: ctx, stop: stop, sem: make(chan struct{}, 256), nss: map[string]*listener{}}
+	s.exchange = s.forward
+	s.upstreams = slices.Clone(cfg.Upstreams)
+	s.index.Store(buildIndex(nil))
+	return s
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.cfg.Logf != nil {
+		s.cfg.Logf(format, args...)
+	}
+}
+
+// Update replaces every record at once; queries in flight see either the old
+// or the new set.
+func (s *Server) Update(records []Record) {
+	s.index.Store(buildIndex(records))
+}
+
+// SetUpstreams replaces the default upstream resolvers.
+func (s *Server) SetUpstreams(upstreams []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.upstreams = slices.Clone(upstreams)
+}
+
+func (s *Server) defaultUpstreams() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upstreams
+}
+
+// listener is the resolver's presence in one namespace.
+type listener struct {
+	id     nsID
+	conf   atomic.Pointer[Namespace]
+	udp    *net.UDPConn
+	tcp    *net.TCPListener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+	tcps   map[net.Conn]struct{}
+}
+
+// Listen starts answering in the namespace ns.Path. Listening again on a
+// path already served only updates its networks and upstreams, unless the
+// path now leads to another namespace (a reused PID), which is then served
+// afresh.
+func (s *Server) Listen(ns Namespace) error {
+	if ns.Path == "" {
+		return errors.New("dns: namespace path is empty")
+	}
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("dns: listen in %s: server closed", ns.Path)
+	}
+	id, err := statNS(ns.Path)
+	if err != nil {
+		return fmt.Errorf("dns: listen: %w", err)
+	}
+	ns = cleanNamespace(ns)
+
+	s.mu.Lock()
+	old := s.nss[ns.Path]
+	if old != nil && old.id == id {
+		old.conf.Store(&ns)
+		s.mu.Unlock()
+		return nil
+	}
+	delete(s.nss, ns.Path)
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+
+	l := &listener{id: id, tcps: map[net.Conn]struct{}{}}
+	l.ctx, l.cancel = context.WithCancel(s.ctx)
+	l.conf.Store(&ns)
+	err = inNS(ns.Path, func() error {
+		var err error
+		if l.udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(Addr)); err != nil {
+			return err
+		}
+		if l.tcp, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(Addr)); err != nil {
+			l.udp.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		l.cancel()
+		return fmt.Errorf("dns: listen on %s in netns %s: %w", Addr, ns.Path, err)
+	}
+	// The namespace may have been replaced while we entered it.
+	if now, err := statNS(ns.Path); err != nil || now != id {
+		l.close()
+		return fmt.Errorf("dns: netns %s changed while listening", ns.Path)
+	}
+
+	s.mu.Lock()
+	if s.ctx.Err() != nil || s.nss[ns.Path] != nil {
+		s.mu.Unlock()
+		l.close()
+		if s.ctx.Err() != nil {
+			return fmt.Errorf("dns: listen in %s: server closed", ns.Path)
+		}
+		return fmt.Errorf("dns: listen in %s: raced with another Listen", ns.Path)
+	}
+	s.nss[ns.Path] = l
+	s.mu.Unlock()
+
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); s.serveUDP(l) }()
+	go func() { defer l.wg.Done(); s.serveTCP(l) }()
+	return nil
+}
+
+// Forget stops answering in the namespace at path and releases its sockets
+// (which otherwise keep a dead container's namespace alive). Forgetting a
+// path that is not served is not an error.
+func (s *Server) Forget(path string) error {
+	s.mu.Lock()
+	l := s.nss[path]
+	delete(s.nss, path)
+	s.mu.Unlock()
+	if l != nil {
+		l.close()
+	}
+	return nil
+}
+
+// Namespaces lists the paths served, sorted.
+func (s *Server) Namespaces() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.nss))
+	for p := range s.nss {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Prune forgets every namespace whose path is gone or now leads to another
+// namespace, and returns their paths.
+func (s *Server) Prune() []string {
+	s.mu.Lock()
+	var gone []string
+	for p, l := range s.nss {
+		if id, err := statNS(p); err != nil || id != l.id {
+			gone = append(gone, p)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(gone)
+	for _, p := range gone {
+		s.Forget(p)
+	}
+	return gone
+}
+
+// Apply makes the server match snap: its records, its default upstreams and
+// exactly its namespaces. It tries every namespace and returns the errors of
+// those it could not serve; the others are served regardless.
+// Snapshot upstreams, when given, replace the ones of Config.
+func (s *Server) Apply(snap Snapshot) error {
+	var errs []error
+	for _, err := range s.apply(snap) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) apply(snap Snapshot) map[string]error {
+	s.Update(snap.Records)
+	s.mu.Lock()
+	s.upstreams = s.cfg.Upstreams
+	if len(snap.Upstreams) > 0 {
+		s.upstreams = slices.Clone(snap.Upstreams)
+	}
+	s.mu.Unlock()
+	want := map[string]bool{}
+	errs := map[string]error{}
+	for _, ns := range snap.Namespaces {
+		want[ns.Path] = true
+		if err := s.Listen(ns); err != nil {
+			errs[ns.Path] = err
+		}
+	}
+	for _, p := range s.Namespaces() {
+		if !want[p] {
+			s.Forget(p)
+		}
+	}
+	return errs
+}
+
+// Close stops every listener and waits for their goroutines.
+func (s *Server) Close() error {
+	s.stop()
+	s.mu.Lock()
+	ls := s.nss
+	s.nss = map[string]*listener{}
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.close()
+	}
+	return nil
+}
+
+func (l *listener) close() {
+	l.cancel()
+	l.udp.Close()
+	l.tcp.Close()
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.tcps {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// track records an accepted connection so close can end it; false means the
+// listener is already closed.
+func (l *listener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.tcps[c] = struct{}{}
+	return true
+}
+
+func (l *listener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.tcps, c)
+	l.mu.Unlock()
+	c.Close()
+}
+
+func cleanNamespace(ns Namespace) Namespace {
+	ns.Networks = slices.Clone(ns.Networks)
+	ns.Upstreams = slices.Clone(ns.Upstreams)
+	return ns
+}

@@ -1,0 +1,102 @@
+// Package nspin makes network namespaces that outlive the process that made
+// them, by bind-mounting the namespace onto a file (a "pin"), as
+// `ip netns add` does. Dropping the pin lets the kernel reclaim the namespace
+// and every link in it in the background, which is far cheaper than deleting
+// a veth synchronously.
+package nspin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// New creates a fresh network namespace pinned at path, with lo up. On
+// failure nothing is left.
+func New(path string) (err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+
+	// Unshare on a locked thread that never runs anything else: if going
+	// back to the original namespace failed, the thread is dropped with it.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		err = unix.Mount(self, path, "", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind mount: %w", err)
+		}
+		if serr := netns.Set(orig); serr != nil {
+			done <- errors.Join(err, serr) // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			Remove(path)
+		}
+	}()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("pin %s: lo up: %w", path, err)
+	}
+	return nil
+}
+
+// Remove drops the pin; a missing pin is not an error. The namespace goes
+// away once no process is left in it.
+func Remove(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unpin %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("unpin %s: %w", path, err)
+	}
+	return nil
+}
