@@ -69,7 +69,7 @@ fi
 go build -o "$tmp/floor" ./bench/cmd/floor
 go build -o "$tmp/bnbench" ./bench/cmd/bnbench
 
-cmdline="bench/run.sh${*:+ $*}"
+cmdline="${CTNET_BIN:+CTNET_BIN=$CTNET_BIN }bench/run.sh${*:+ $*}"
 CTNET_SRC=$repo "$tmp/bnbench" run -base "$tmp" -ctnet "$tmp/ctnet" -floor "$tmp/floor" \
 	-out "$out" -command "$cmdline" "${args[@]}" &
 pid=$!

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctnet/ctnet/internal/sandbox"
 )
@@ -124,7 +125,15 @@ func TestReconcileRepairsKernel(t *testing.T) {
 // file left under the run directory but ctnet's own database and lock.
 func assertClean(t *testing.T, s *sandbox.Sandbox, bridge string) {
 	t.Helper()
-	if l := s.Host.MustRun("ip", "-o", "link", "show", "master", bridge); strings.TrimSpace(l) != "" {
+	// Dropped namespaces are reclaimed by the kernel in the background.
+	var l string
+	for i := 0; i < 50; i++ {
+		if l = s.Host.MustRun("ip", "-o", "link", "show", "master", bridge); strings.TrimSpace(l) == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.TrimSpace(l) != "" {
 		t.Errorf("ports left on %s:\n%s", bridge, l)
 	}
 	if c := s.MustCtnet("network", "inspect", "-f", "{{len .Containers}}", "bridge"); strings.TrimSpace(c) != "0" {

@@ -8,6 +8,13 @@
 // on a locked thread), so nothing is ever bound on the host: a DNS server on
 // the host's port 53 cannot collide with it. One Server holds listeners in
 // any number of namespaces.
+//
+// ctnet has no daemon, so the resolver runs as one process per run root
+// (`ctnet dns serve`, calling ServeFromFile): the engine describes every
+// network's containers and every namespace to serve in one JSON snapshot
+// file, replaces it with Publish (which starts the process when none runs),
+// and may WaitApplied before starting the container's program. The process
+// follows the file through inotify and exits once no namespace is listed.
 package dns
 
 import (
@@ -62,7 +69,8 @@ type Server struct {
 	index atomic.Pointer[index]
 	sem   chan struct{} // bounds concurrent queries over all namespaces
 
-	// exchange sends one query upstream; tests and the fuzz target replace it.
+	// exchange sends one query upstream and returns a reply the caller owns;
+	// the fuzz target replaces it.
 	exchange func(ctx context.Context, upstreams []string, query []byte, tcp bool) ([]byte, error)
 
 	mu        sync.Mutex

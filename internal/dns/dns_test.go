@@ -36,7 +36,7 @@ func TestResolve(t *testing.T) {
 		{name: "DB-Host", qtype: mdns.TypeA, want: addrs("10.89.0.2")},
 		{name: "db.web", qtype: mdns.TypeA, want: addrs("10.89.0.2")},
 		{name: "db", qtype: mdns.TypeAAAA, want: addrs("fd00:89::2")},
-		{name: "app", qtype: mdns.TypeAAAA},                   // known name, no IPv6: NODATA
+		{name: "app", qtype: mdns.TypeAAAA}, // known name, no IPv6: NODATA
 		{name: "2.0.89.10.in-addr.arpa", qtype: mdns.TypePTR, ptr: "db.web."},
 		{name: ptr6, qtype: mdns.TypePTR, ptr: "db.web."},
 		{name: "secret", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, forward: true},

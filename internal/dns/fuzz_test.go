@@ -37,7 +37,7 @@ func FuzzHandle(f *testing.F) {
 		seedQuery("db", mdns.TypeMX, 0),
 		seedQuery(".", mdns.TypeNS, 512),
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x0c}, // compression loop
-		{0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0},                                             // a response
+		{0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0},                                              // a response
 		{0xff},
 	} {
 		f.Add(seed, uint16(0))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -61,8 +62,7 @@ func (s *Server) respond(ctx context.Context, ns *Namespace, pkt []byte, tcp boo
 		}
 		return packReply(req, mdns.RcodeServerFailure, tcp)
 	}
-	raw = slices.Clone(raw)
-	binary.BigEndian.PutUint16(raw, req.Id)
+	binary.BigEndian.PutUint16(raw, req.Id) // raw is ours: exchange returns a fresh slice
 	if limit := udpLimit(req, tcp); len(raw) > limit {
 		resp := new(mdns.Msg)
 		if err := resp.Unpack(raw); err != nil {
@@ -254,7 +254,9 @@ func (s *Server) exchangeOne(ctx context.Context, upstream string, query []byte,
 	if _, err := c.Write(query); err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", ap, err)
 	}
-	buf := make([]byte, 65535)
+	bp := udpBufs.Get().(*[]byte)
+	defer udpBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -263,10 +265,12 @@ func (s *Server) exchangeOne(ctx context.Context, upstream string, query []byte,
 		// Late replies to earlier queries cannot arrive on this fresh
 		// socket, but a stray or spoofed packet might.
 		if n >= headerSize && binary.BigEndian.Uint16(buf) == id && buf[2]&0x80 != 0 {
-			return buf[:n], nil
+			return slices.Clone(buf[:n]), nil
 		}
 	}
 }
+
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
 func upstreamAddr(s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {

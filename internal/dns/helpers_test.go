@@ -29,7 +29,7 @@ type env struct {
 	up  map[string]*fakeUpstream
 }
 
-func newEnv(t *testing.T, records []Record) *env {
+func newEnv(t testing.TB, records []Record) *env {
 	t.Helper()
 	sb := sandbox.New(t)
 	e := &env{sb: sb, up: map[string]*fakeUpstream{}}
@@ -43,14 +43,14 @@ func newEnv(t *testing.T, records []Record) *env {
 }
 
 // container makes a namespace like a container's: only lo, up, no route out.
-func (e *env) container(t *testing.T) *sandbox.NS {
+func (e *env) container(t testing.TB) *sandbox.NS {
 	t.Helper()
 	ns := e.sb.Netns()
 	ns.MustRun("ip", "link", "set", "lo", "up")
 	return ns
 }
 
-func (e *env) listen(t *testing.T, ns Namespace) {
+func (e *env) listen(t testing.TB, ns Namespace) {
 	t.Helper()
 	if err := e.srv.Listen(ns); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func (u *fakeUpstream) count(name string) int {
 	return u.asked[mdns.Fqdn(name)]
 }
 
-func startUpstream(t *testing.T, nsPath, addr, exampleA string) *fakeUpstream {
+func startUpstream(t testing.TB, nsPath, addr, exampleA string) *fakeUpstream {
 	t.Helper()
 	u := &fakeUpstream{asked: map[string]int{}}
 	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
@@ -131,7 +131,7 @@ type qopt struct {
 }
 
 // ask sends one query to 127.0.0.11 from inside the namespace at nsPath.
-func ask(t *testing.T, nsPath, name string, qtype uint16, o qopt) *mdns.Msg {
+func ask(t testing.TB, nsPath, name string, qtype uint16, o qopt) *mdns.Msg {
 	t.Helper()
 	m, err := tryAsk(nsPath, name, qtype, o)
 	if err != nil {

@@ -179,10 +179,10 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 	if err != nil {
 		return nil, -1, err
 	}
-	started := false
+	started, ctr := false, c
 	defer func() {
 		if !started {
-			e.removeContainer(rt, c)
+			e.removeContainer(rt, ctr)
 		}
 	}()
 

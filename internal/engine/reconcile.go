@@ -38,6 +38,12 @@ func (e *Engine) prepare() error {
 		if err := RequireRoot(); err != nil {
 			return err
 		}
+		if !haveDefault {
+			// A brand-new instance: making the table is not news.
+			log := e.Log
+			e.Log = func(string, ...any) {}
+			defer func() { e.Log = log }()
+		}
 		if _, err := e.Reconcile(); err != nil {
 			return err
 		}

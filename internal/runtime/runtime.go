@@ -207,6 +207,9 @@ func (r *Runtime) Kill(id string, sig syscall.Signal) error {
 		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
 	}
 	if out, err := r.command(context.Background(), "kill", id, fmt.Sprint(int(sig))).CombinedOutput(); err != nil {
+		if bytes.Contains(out, []byte("not running")) {
+			return fmt.Errorf("container %s: %w", id, ErrNotRunning) // it ended meanwhile
+		}
 		return fmt.Errorf("container %s: kill %v: %s: %w", id, sig, bytes.TrimSpace(out), err)
 	}
 	return nil

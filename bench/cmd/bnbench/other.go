@@ -48,7 +48,7 @@ func (b *bench) createRm() {
 func (b *bench) dataPlane() {
 	w := &b.report
 	secs := "3"
-	reps := 3
+	reps := 5
 	if b.quick {
 		secs, reps = "2", 2
 	}
@@ -97,6 +97,9 @@ nsx "$4" ip addr add 10.67.0.3/24 dev eth0; nsx "$4" ip link set eth0 up`, "sh",
 			mtu[p.name] = f[4]
 		}
 	}
+	for _, p := range paths {
+		iperf(p.sb, p.client, p.server, p.ip, "1") // warm-up, not counted
+	}
 	for r := 0; r < reps; r++ {
 		for k := range paths {
 			p := paths[(k+r)%len(paths)]
@@ -118,27 +121,28 @@ nsx "$4" ip addr add 10.67.0.3/24 dev eth0; nsx "$4" ip link set eth0 up`, "sh",
 func iperf(s *sandbox, client, server, ip, secs string) float64 {
 	srv := s.must(request{Op: "spawn", Name: "iperf3-server", Netns: server, Argv: []string{"iperf3", "-s", "-1"}})
 	defer s.call(request{Op: "kill", Pid: srv.Pid})
-	var out string
-	for try := 0; ; try++ {
-		r := s.call(request{Op: "exec", Netns: client, Argv: []string{"iperf3", "-c", ip, "-t", secs, "-J"}})
-		if r.Err == "" {
-			out = r.Out
-			break
-		}
-		if try > 20 {
-			panic(fmt.Errorf("iperf3 to %s: %s %s", ip, r.Err, tail(r.Out, 500)))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	var j struct {
-		End struct {
+	type result struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
-		panic(fmt.Errorf("iperf3 output: %w", err))
+	var j result
+	// iperf3 -J exits 0 even when it could not connect: retry until the
+	// server listens.
+	for try := 0; ; try++ {
+		r := s.call(request{Op: "exec", Netns: client, Argv: []string{"iperf3", "-c", ip, "-t", secs, "-J"}})
+		j = result{}
+		jerr := json.Unmarshal([]byte(r.Out), &j)
+		if r.Err == "" && jerr == nil && j.Error == "" && j.End.SumReceived.BitsPerSecond > 0 {
+			break
+		}
+		if try > 30 {
+			panic(fmt.Errorf("iperf3 to %s: %s %v %s", ip, r.Err, jerr, tail(r.Out, 500)))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return j.End.SumReceived.BitsPerSecond / 1e9
 }

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/ctnet/ctnet/internal/image/imagetest"
+	"github.com/ctnet/ctnet/internal/sandbox"
+)
+
+func TestImagesLoadListRemove(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	docker := filepath.Join(s.Dir, "docker.tar")
+	oci := filepath.Join(s.Dir, "oci.tar")
+	os.WriteFile(docker, imagetest.BusyboxDockerArchive(t, "saved/busybox:1.0"), 0o644)
+	os.WriteFile(oci, imagetest.BusyboxOCIArchive(t, "ocibox:2"), 0o644)
+	if out := s.MustCtnet("image", "load", "-i", docker); !strings.Contains(out, "Loaded image: saved/busybox:1.0") {
+		t.Errorf("load docker archive: %s", out)
+	}
+	if out := s.MustCtnet("image", "load", "-i", oci); !strings.Contains(out, "ocibox:2") {
+		t.Errorf("load OCI archive: %s", out)
+	}
+	list := s.MustCtnet("images", "--format", "{{.Repository}}:{{.Tag}}")
+	for _, want := range []string{"host:latest", "saved/busybox:1.0", "ocibox:2"} {
+		if !strings.Contains(list, want+"\n") {
+			t.Errorf("images lacks %s:\n%s", want, list)
+		}
+	}
+	// The second layer's whiteout hides /etc/gone; its /etc/motd is there.
+	if out := s.MustCtnet("run", "--rm", "ocibox:2", "sh", "-c", "ls /etc/gone 2>&1; cat /etc/motd"); !strings.Contains(out, "No such file") {
+		t.Errorf("layers: %s", out)
+	}
+	s.MustCtnet("rmi", "ocibox:2")
+	if _, e, err := s.Ctnet("run", "--rm", "ocibox:2", "true"); err == nil || !strings.Contains(e, "not found") {
+		t.Errorf("run of a removed image: %v %s", err, e)
+	}
+}
+
+func TestRunHostImage(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	out := s.MustCtnet("run", "--rm", "host", "ip", "a")
+	if !strings.Contains(out, "eth0") || !strings.Contains(out, "inet 172.17.0.2/16") {
+		t.Errorf("ctnet run --rm host ip a:\n%s", out)
+	}
+	if _, _, err := s.Ctnet("run", "--rm", "host", "touch", "/usr/ctnet-was-here"); err == nil {
+		t.Error("the host image is writable")
+	}
+}
+
+func TestNoNetworkUnixSocketAndIPC(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	shared := filepath.Join(s.Dir, "shared")
+	os.Mkdir(shared, 0o777)
+	s.MustCtnet("run", "-d", "--name", "server", "--network", "none", "-v", shared+":/mnt", "host",
+		"socat", "UNIX-LISTEN:/mnt/sock,fork", "SYSTEM:echo pong-over-unix")
+	var out string
+	waitFor(t, func() bool {
+		out, _, _ = s.Ctnet("run", "--rm", "--network", "none", "-v", shared+":/mnt:ro", "host", "socat", "-", "UNIX-CONNECT:/mnt/sock")
+		return strings.Contains(out, "pong-over-unix")
+	}, "an answer over the UNIX socket")
+
+	s.MustCtnet("run", "-d", "--name", "shm", "--ipc", "shareable", "--network", "none", "host", "sh", "-c", "ipcmk -M 4096 && sleep 600")
+	waitFor(t, func() bool {
+		o, _, _ := s.Ctnet("run", "--rm", "--network", "none", "--ipc", "container:shm", "host", "ipcs", "-m")
+		return strings.Contains(o, "4096")
+	}, "the shared memory segment to be visible through --ipc container:shm")
+	if o := s.MustCtnet("run", "--rm", "--network", "none", "host", "ipcs", "-m"); strings.Contains(o, "4096") {
+		t.Errorf("a private IPC namespace sees the segment:\n%s", o)
+	}
+	s.MustCtnet("rm", "-f", "server", "shm")
+	assertClean(t, s, "ctnet0")
+}
+
+func TestInteractiveTerminal(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	cmd := s.Host.Command(sandbox.Binary(t), "run", "-it", "--rm", "busybox", "sh")
+	cmd.Env = append(s.Env(), "TERM=dumb", "PS1=ctnet# ")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	lines := make(chan string, 100)
+	go func() {
+		r := bufio.NewReader(tty)
+		var buf strings.Builder
+		for {
+			b, err := r.ReadByte()
+			if err != nil {
+				close(lines)
+				return
+			}
+			buf.WriteByte(b)
+			if b == '\n' || strings.HasSuffix(buf.String(), "# ") {
+				lines <- buf.String()
+				buf.Reset()
+			}
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		var seen []string
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("terminal closed before %q; saw %q", want, seen)
+				}
+				seen = append(seen, l)
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q on the terminal; saw %q", want, seen)
+			}
+		}
+	}
+	expect("# ")
+	io.WriteString(tty, "echo sum-$((40+2))\r")
+	expect("sum-42")
+	// Line editing: the shell sees the line after the backspaces.
+	io.WriteString(tty, "echo abX\x7fc\r")
+	expect("abc\r\n")
+	io.WriteString(tty, "exit 7\r")
+	err = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 7 {
+		t.Errorf("exit status %d (%v), want 7", cmd.ProcessState.ExitCode(), err)
+	}
+}
