@@ -1,5 +1,8 @@
 #!/bin/bash
 # The README's tour, run for real in a throwaway network and mount namespace
+# (containers on the default bridge, the brctl view, ip a inside, a ping
+# between them, --network host/none/container:, a user network, a bare
+# namespace attached, then everything removed)
 # (its "host"), with a second namespace as "the internet" at 203.0.113.1.
 # Nothing is changed in this machine's own network namespace, and everything
 # the tour makes disappears when it ends.
@@ -15,8 +18,13 @@ if [ -z "${CTNET_TOUR_INSIDE:-}" ]; then
 	exec unshare --net --mount --propagation private env CTNET_TOUR_INSIDE=1 "$0" "$@"
 fi
 
-# Inside the throwaway host: its own /sys, state on a tmpfs, /run/netns private.
+# Inside the throwaway host: its own /sys (keeping the cgroup tree that runc
+# needs), state on a tmpfs, /run/netns private.
+cg=$(mktemp -d /tmp/ctnet-tour-cg.XXXXXX)
+mount --rbind /sys/fs/cgroup "$cg"
 mount -t sysfs sysfs /sys
+mount --move "$cg" /sys/fs/cgroup
+rmdir "$cg"
 state=$(mktemp -d /tmp/ctnet-tour.XXXXXX)
 mount -t tmpfs tmpfs "$state"
 mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns
@@ -43,20 +51,27 @@ step() {
 }
 
 step ctnet network ls
-step ip netns add a
-step ip netns add b
-step ctnet network connect bridge --netns /run/netns/a
-step ctnet network connect bridge --netns /run/netns/b --ip 172.17.0.50
+step ctnet images
+step ctnet run -d --name one host sleep 600
+step ctnet run -d --name two host sleep 600
+step ctnet ps
 step ctnet bridge show
-step ip netns exec a ip a
-step ip netns exec a ping -c1 -W2 172.17.0.50
-step ip netns exec a ping -c1 -W2 203.0.113.1
+step ctnet exec one ip a
+two_ip=$(ctnet inspect -f '{{.NetworkSettings.IPAddress}}' two)
+step ctnet exec one ping -c1 -W2 "$two_ip"
+step ctnet exec one ping -c1 -W2 203.0.113.1
+step ctnet run --rm --network host host ip -4 -o addr show eth0
+step ctnet run --rm --network none host ip -o link
+step ctnet run --rm --network container:one host ip -4 -o addr show eth0
 step ctnet network create --subnet 10.10.0.0/24 web
-step ctnet network connect web --netns /run/netns/b
+step ctnet run --rm --network web --name three host cat /etc/hosts
+step ip netns add bare
+step ctnet network connect web --netns /run/netns/bare
 step ctnet network inspect --format '{{.Name}}: {{range .Containers}}{{.Name}} {{.IPv4Address}} {{.MacAddress}}; {{end}}' bridge web
-step ctnet network disconnect web --netns /run/netns/b
+step ctnet rm -f one two
+step ctnet network disconnect web --netns /run/netns/bare
 step ctnet network rm web
-step ip netns del a
 step ctnet system reconcile
-step ctnet network ls
+step ctnet ps -a
+step ctnet bridge show
 printf '\nThe tour is over; its namespaces and everything in them are gone.\n'

@@ -259,8 +259,9 @@ func (b *bench) attachDetach() {
 		t.row(strconv.Itoa(l), dropCtnet[l].cell(3), discAfterDrop[l].cell(2), sum.cell(2))
 	}
 	fmt.Fprintf(w, "### ctnet: removal by dropping the namespace\n\n"+
-		"`ctnet run --rm` was not in the CLI when this part was written, so container removal is modelled as: drop the "+
-		"namespace, then `ctnet network disconnect` by the (now dangling) path so ctnet forgets the endpoint and lease.\n\n%s\n", t)
+		"For a namespace ctnet did not create, removal is: drop the namespace (in-process unmount of its last reference), "+
+		"then `ctnet network disconnect` by the now dangling path so ctnet forgets the endpoint and lease. "+
+		"(For ctnet's own containers, removal is inside `ctnet run --rm`; see the whole-container section.)\n\n%s\n", t)
 	fmt.Fprintf(w, "Time to fill the bridges to %d (untimed for the tables, sequential): ", b.levels[len(b.levels)-1])
 	var parts []string
 	for _, tl := range tools {
