@@ -67,6 +67,12 @@ func TestNetworkCreateInspectRm(t *testing.T) {
 	if l := s.Host.MustRun("ip", "-o", "link"); strings.Contains(l, "br-") || strings.Contains(l, "veth") {
 		t.Errorf("links left after rm:\n%s", l)
 	}
+	if a := s.Host.MustRun("ip", "-o", "addr"); strings.Contains(a, "10.10.0.") || strings.Contains(a, "172.18.") {
+		t.Errorf("addresses left after rm:\n%s", a)
+	}
+	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); strings.Contains(nft, "br-") || strings.Contains(nft, "10.10.0.0") {
+		t.Errorf("firewall elements left after rm:\n%s", nft)
+	}
 	assertClean(t, s, "ctnet0")
 }
 

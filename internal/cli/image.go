@@ -7,12 +7,22 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ctnet/ctnet/internal/image"
 )
 
 func (a *app) imageCmds() []*cobra.Command {
 	image := &cobra.Command{Use: "image", Short: "Manage images", Args: cobra.NoArgs}
 	image.AddCommand(a.imageLoadCmd(), a.imageImportCmd(), a.imagesCmd("ls"), a.rmiCmd("rm"))
 	return []*cobra.Command{image, a.imagesCmd("images"), a.rmiCmd("rmi"), a.loadAlias()}
+}
+
+func (a *app) images() (*image.Store, error) {
+	e, err := a.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.Images()
 }
 
 func (a *app) imageLoadCmd() *cobra.Command {
@@ -31,11 +41,7 @@ func (a *app) imageLoadCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			e, err := a.engine()
-			if err != nil {
-				return err
-			}
-			imgs, err := e.Images()
+			imgs, err := a.images()
 			if err != nil {
 				return err
 			}
@@ -74,11 +80,7 @@ func (a *app) imageImportCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			e, err := a.engine()
-			if err != nil {
-				return err
-			}
-			imgs, err := e.Images()
+			imgs, err := a.images()
 			if err != nil {
 				return err
 			}
@@ -104,11 +106,7 @@ func (a *app) imagesCmd(use string) *cobra.Command {
 		Short: "List images",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
-			if err != nil {
-				return err
-			}
-			imgs, err := e.Images()
+			imgs, err := a.images()
 			if err != nil {
 				return err
 			}
@@ -168,15 +166,11 @@ func (a *app) rmiCmd(use string) *cobra.Command {
 		Short: "Remove one or more images",
 		Args:  minArgs(1, "IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			imgs, err := a.images()
 			if err != nil {
 				return err
 			}
-			imgs, err := e.Images()
-			if err != nil {
-				return err
-			}
-			cs, err := e.Containers()
+			cs, err := a.eng.Containers() // opened by a.images
 			if err != nil {
 				return err
 			}
