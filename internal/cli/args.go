@@ -25,6 +25,15 @@ func minArgs(n int, names string) cobra.PositionalArgs {
 	}
 }
 
+func rangeArgs(lo, hi int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return fmt.Errorf("%q requires %d to %d arguments (%s), got %d; see '%s --help'", cmd.CommandPath(), lo, hi, names, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
 func containsAddr(prefix, addr string) bool {
 	p, err1 := netip.ParsePrefix(prefix)
 	a, err2 := netip.ParseAddr(addr)

@@ -18,7 +18,7 @@ func (a *app) networkCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(a.networkCreateCmd(), a.networkRmCmd(), a.networkLsCmd(), a.networkInspectCmd(),
-		a.networkConnectCmd(), a.networkDisconnectCmd())
+		a.networkConnectCmd(), a.networkDisconnectCmd(), a.networkPruneCmd())
 	return cmd
 }
 
@@ -391,22 +391,27 @@ func (a *app) networkInspectCmd() *cobra.Command {
 func (a *app) networkConnectCmd() *cobra.Command {
 	var spec engine.AttachSpec
 	cmd := &cobra.Command{
-		Use:   "connect [OPTIONS] NETWORK --netns PATH",
-		Short: "Connect a network namespace to a network",
-		Long: `Connect a network namespace to a network. Any namespace works, not only
-ctnet's containers: a veth pair is made with its host end (veth + 7 hex) on the
-network's bridge and its inner end (eth0, eth1, …) inside the namespace, with an
-address, the bridge's MTU and a default route via the gateway.`,
-		Example: `  ip netns add demo && ctnet network connect bridge --netns /run/netns/demo
+		Use:   "connect [OPTIONS] NETWORK {CONTAINER | --netns PATH}",
+		Short: "Connect a container, or any network namespace, to a network",
+		Long: `Connect a running container, or any network namespace, to a network. A veth
+pair is made with its host end (veth + 7 hex) on the network's bridge and its
+inner end (eth0, eth1, …) inside the namespace, with an address, the bridge's
+MTU and a default route via the gateway (the first network's).`,
+		Example: `  ctnet network connect --alias db web mycontainer
+  ip netns add demo && ctnet network connect bridge --netns /run/netns/demo
   ctnet network connect web --netns /proc/1234/ns/net --ip 10.10.0.50`,
-		Args: exactArgs(1, "NETWORK"),
+		Args: rangeArgs(1, 2, "NETWORK [CONTAINER]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if spec.NetNS == "" {
-				return fmt.Errorf("network connect: give the namespace with --netns PATH")
+			if (len(args) == 2) == (spec.NetNS != "") {
+				return fmt.Errorf("network connect: give either a CONTAINER or --netns PATH")
 			}
 			spec.Network = args[0]
 			e, err := a.engine()
 			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				_, err := e.ConnectContainer(spec, args[1])
 				return err
 			}
 			ep, err := e.Attach(spec)
@@ -418,32 +423,82 @@ address, the bridge's MTU and a default route via the gateway.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&spec.NetNS, "netns", "", "path of the network namespace to connect (/proc/PID/ns/net, /run/netns/NAME)")
+	f.StringVar(&spec.NetNS, "netns", "", "path of a network namespace to connect (/proc/PID/ns/net, /run/netns/NAME)")
 	f.StringVar(&spec.IP, "ip", "", "IPv4 address (default: next free one)")
 	f.StringVar(&spec.IP6, "ip6", "", "IPv6 address (default: next free one)")
 	f.StringVar(&spec.IfName, "ifname", "", "interface name inside the namespace (default: first free ethN)")
 	f.StringVar(&spec.MAC, "mac-address", "", "MAC address (default: derived from the IPv4 address, as Docker)")
-	f.StringArrayVar(&spec.Aliases, "alias", nil, "network-scoped alias")
+	f.StringArrayVar(&spec.Aliases, "alias", nil, "network-scoped alias, resolved by the embedded DNS")
 	return cmd
 }
 
 func (a *app) networkDisconnectCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
-		Use:   "disconnect NETWORK --netns PATH",
-		Short: "Disconnect a network namespace from a network",
-		Args:  exactArgs(1, "NETWORK"),
+		Use:   "disconnect NETWORK {CONTAINER | --netns PATH}",
+		Short: "Disconnect a container, or a network namespace, from a network",
+		Args:  rangeArgs(1, 2, "NETWORK [CONTAINER]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if path == "" {
-				return fmt.Errorf("network disconnect: give the namespace with --netns PATH")
+			if (len(args) == 2) == (path != "") {
+				return fmt.Errorf("network disconnect: give either a CONTAINER or --netns PATH")
 			}
 			e, err := a.engine()
 			if err != nil {
 				return err
 			}
+			if len(args) == 2 {
+				return e.DisconnectContainer(args[0], args[1])
+			}
 			return e.Detach(args[0], path)
 		},
 	}
 	cmd.Flags().StringVar(&path, "netns", "", "path of the network namespace to disconnect")
+	return cmd
+}
+
+func (a *app) networkPruneCmd() *cobra.Command {
+	var force bool
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove all user-defined networks that nothing is connected to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			match, err := networkFilter(filters)
+			if err != nil {
+				return err
+			}
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			nets, err := e.Networks()
+			if err != nil {
+				return err
+			}
+			var unused []string
+			for _, n := range nets {
+				if n.Driver == "bridge" && n.Name != engine.DefaultNetwork && len(n.Endpoints) == 0 && match(n) {
+					unused = append(unused, n.Name)
+				}
+			}
+			if len(unused) == 0 {
+				return nil
+			}
+			if !force {
+				fmt.Fprintf(a.errOut, "WARNING! This will remove %d network(s) not used by any container: %s\n", len(unused), strings.Join(unused, ", "))
+			}
+			removed, err := e.RemoveNetwork(unused...)
+			if len(removed) > 0 {
+				fmt.Fprintln(a.out, "Deleted Networks:")
+				for _, r := range removed {
+					fmt.Fprintln(a.out, r)
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not print the warning (ctnet never prompts)")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only networks matching (label=K[=V], name=, driver=)")
 	return cmd
 }

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +31,21 @@ Prints one line per change (nothing when all is in order).`,
 			e.Log = func(format string, args ...any) { fmt.Fprintf(a.out, format+"\n", args...) }
 			_, err = e.Reconcile()
 			return err
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:    "dns-serve",
+		Short:  "Run the embedded DNS resolver (started on demand by ctnet itself)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return e.ServeDNS(ctx)
 		},
 	})
 	cmd.AddCommand(&cobra.Command{

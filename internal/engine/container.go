@@ -225,6 +225,11 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 		return nil, -1, fmt.Errorf("container %q: %w", c.Name, err)
 	}
 	crashPoint("run-create")
+	if c.OwnNS && c.NetworkMode != DefaultNetwork && c.NetworkMode != "none" {
+		if err := e.publishDNS(true); err != nil {
+			return nil, -1, fmt.Errorf("container %q: %w", c.Name, err)
+		}
+	}
 	if spec.Detach {
 		if err := rc.Start(ctx); err != nil {
 			return nil, -1, fmt.Errorf("container %q: %w", c.Name, err)
@@ -275,6 +280,7 @@ func (e *Engine) ContainerExited(id string) error {
 // pin; the kernel then reclaims the veths in the background, which costs
 // ctnet nothing (deleting a veth synchronously costs ~30 ms).
 func (e *Engine) releaseNetwork(c *Container) error {
+	named := false // was it on a network with names?
 	err := e.store.Update(func(tx store.Tx) error {
 		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
 		if err != nil {
@@ -285,6 +291,7 @@ func (e *Engine) releaseNetwork(c *Container) error {
 				if err := forgetEndpoint(tx, &ep); err != nil {
 					return err
 				}
+				named = named || ep.Network != DefaultNetwork
 			}
 		}
 		return nil
@@ -293,7 +300,12 @@ func (e *Engine) releaseNetwork(c *Container) error {
 		return err
 	}
 	if c.OwnNS {
-		return nspin.Remove(c.NetNS)
+		if err := nspin.Remove(c.NetNS); err != nil {
+			return err
+		}
+	}
+	if named {
+		return e.publishDNS(false)
 	}
 	return nil
 }
@@ -545,4 +557,57 @@ func randomName(tx store.Tx) string {
 			return n
 		}
 	}
+}
+
+// ConnectContainer attaches a running container to one more network, as
+// eth1, eth2…, and updates its /etc/hosts and the embedded DNS.
+func (e *Engine) ConnectContainer(spec AttachSpec, ref string) (*Endpoint, error) {
+	c, rt, err := e.containerRuntime(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !c.OwnNS {
+		return nil, fmt.Errorf("container %q shares another namespace (--network %s) and cannot join networks of its own", c.Name, c.NetworkMode)
+	}
+	if st, _ := rt.State(c.ID); !st.Running {
+		return nil, fmt.Errorf("container %q is not running; start it first", c.Name)
+	}
+	spec.NetNS, spec.Container, spec.Name = c.NetNS, c.ID, c.Name
+	ep, err := e.Attach(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.refreshContainer(rt, c); err != nil {
+		return ep, err
+	}
+	return ep, nil
+}
+
+// DisconnectContainer removes one network's interface from a container;
+// its other networks keep working.
+func (e *Engine) DisconnectContainer(network, ref string) error {
+	c, rt, err := e.containerRuntime(ref)
+	if err != nil {
+		return err
+	}
+	err = e.detach(network, fmt.Sprintf("container %q", c.Name), func(ep *Endpoint) bool { return ep.Container == c.ID })
+	if err != nil {
+		return err
+	}
+	return e.refreshContainer(rt, c)
+}
+
+// refreshContainer rewrites a running container's /etc files and the
+// resolver's view after its networks changed.
+func (e *Engine) refreshContainer(rt *ocirt.Runtime, c *Container) error {
+	etc, err := e.etcFiles(c)
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+		if err := rt.WriteEtcFile(c.ID, f, etc[f]); err != nil {
+			return err
+		}
+	}
+	return e.publishDNS(true)
 }

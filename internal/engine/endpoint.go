@@ -260,16 +260,22 @@ func (ep *Endpoint) driverEp(n *Network) bridge.Endpoint {
 
 // Detach disconnects the namespace at path from a network.
 func (e *Engine) Detach(network, path string) error {
+	key := ""
+	if ns, k, err := openNetNS(path); err == nil {
+		ns.Close()
+		key = k
+	}
+	return e.detach(network, path, func(ep *Endpoint) bool { return ep.NetNSKey == key || ep.NetNS == path })
+}
+
+// detach removes the endpoint of network that match picks: its veth pair
+// (synchronously: the namespace lives on) and its leases.
+func (e *Engine) detach(network, what string, match func(*Endpoint) bool) error {
 	if err := RequireRoot(); err != nil {
 		return err
 	}
 	if err := e.prepare(); err != nil {
 		return err
-	}
-	key := ""
-	if ns, k, err := openNetNS(path); err == nil {
-		ns.Close()
-		key = k
 	}
 	return e.store.Update(func(tx store.Tx) error {
 		n, err := findNetwork(tx, network)
@@ -281,16 +287,16 @@ func (e *Engine) Detach(network, path string) error {
 			return err
 		}
 		for _, ep := range eps {
-			if ep.NetworkID != n.ID || !(ep.NetNSKey == key || ep.NetNS == path) {
+			if ep.NetworkID != n.ID || !match(&ep) {
 				continue
 			}
 			if err := e.bridge.Leave(ep.driverEp(nil)); err != nil {
-				return fmt.Errorf("detach %s from network %q: %w", path, n.Name, err)
+				return fmt.Errorf("detach %s from network %q: %w", what, n.Name, err)
 			}
 			crashPoint("detach")
 			return forgetEndpoint(tx, &ep)
 		}
-		return fmt.Errorf("%s is not attached to network %q; see `ctnet network inspect %s`", path, n.Name, n.Name)
+		return fmt.Errorf("%s is not connected to network %q; see `ctnet network inspect %s`", what, n.Name, n.Name)
 	})
 }
 

@@ -53,7 +53,29 @@ func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
 	}
 	files["/etc/hosts"] = hosts.Bytes()
 	files["/etc/resolv.conf"] = resolvConf(c)
+	for _, ep := range eps {
+		if ep.Network != DefaultNetwork && ep.Container == c.ID {
+			files["/etc/resolv.conf"] = embeddedResolvConf()
+			break
+		}
+	}
 	return files, nil
+}
+
+// embeddedResolvConf points a container on a user network at the embedded
+// resolver, as Docker does; --dns servers become its upstreams.
+func embeddedResolvConf() []byte {
+	var out bytes.Buffer
+	out.WriteString("nameserver 127.0.0.11\n")
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	sc := bufio.NewScanner(bytes.NewReader(host))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == "search" {
+			fmt.Fprintln(&out, sc.Text())
+		}
+	}
+	out.WriteString("options ndots:0\n")
+	return out.Bytes()
 }
 
 // resolvConf is --dns if given, else the host's resolv.conf. Outside host

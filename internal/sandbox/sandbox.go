@@ -9,6 +9,8 @@
 //	  sandbox host ns  eth0 203.0.113.2/24, 2001:db8:113::2/64, mtu 1400, default via .1
 //	      │ veth
 //	  upstream ns      eth0 203.0.113.1/24, 2001:db8:113::1/64; lo 198.51.100.1/32
+//
+// The sandbox host's /etc/resolv.conf names 203.0.113.1 (see UpstreamDNS).
 package sandbox
 
 import (
@@ -96,14 +98,17 @@ func New(t testing.TB) *Sandbox {
 	s := &Sandbox{t: t, Dir: dir, Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run")}
 	// A fresh sysfs on /sys lets tools like brctl see the sandbox's links; the
 	// cgroup tree is carried over so an OCI runtime still finds it.
-	// The run root is a tmpfs, as /run is on a real host.
+	// The run root is a tmpfs, as /run is on a real host. The host's resolver
+	// is the upstream namespace, so no DNS query can leave the sandbox.
 	cg := filepath.Join(dir, "cgroup")
 	os.Mkdir(cg, 0o700)
 	os.Mkdir(s.RunRoot, 0o700)
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+UpstreamAddr+"\n"), 0o644)
 	s.Host = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`mount --rbind /sys/fs/cgroup "$1" && mount -t sysfs sysfs /sys && mount --move "$1" /sys/fs/cgroup &&
-		mount -t tmpfs -o mode=0700 tmpfs "$2" && echo ready && exec sleep infinity`,
-		"sh", cg, s.RunRoot)
+		mount -t tmpfs -o mode=0700 tmpfs "$2" && mount --bind "$3" /etc/resolv.conf && echo ready && exec sleep infinity`,
+		"sh", cg, s.RunRoot, resolv)
 	s.Upstream = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`mount -t sysfs sysfs /sys && echo ready && exec sleep infinity`)
 	h, u := s.Host, s.Upstream

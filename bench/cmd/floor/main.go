@@ -38,6 +38,11 @@ func attach(nsPath, bridge, hostIf, cidr, gw string) error {
 		return fmt.Errorf("namespace %s: %w", nsPath, err)
 	}
 	defer ns.Close()
+	return attachNS(ns, nsPath, bridge, hostIf, cidr, gw)
+}
+
+// attachNS works in the calling thread's namespace (the host) and in ns.
+func attachNS(ns netns.NsHandle, nsPath, bridge, hostIf, cidr, gw string) error {
 	br, err := netlink.LinkByName(bridge)
 	if err != nil {
 		return fmt.Errorf("bridge %q: %w", bridge, err)

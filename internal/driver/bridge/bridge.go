@@ -147,6 +147,18 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 			netx.DeleteLink(d.host, ep.HostIf)
 		}
 	}()
+	if !n.ICC {
+		// Frames between ports of one bridge never reach an inet hook (unless
+		// br_netfilter is loaded), so no-ICC is the bridge's own port
+		// isolation: isolated ports reach the bridge, not each other.
+		l, err := d.host.LinkByName(ep.HostIf)
+		if err == nil {
+			err = d.host.LinkSetIsolated(l, true)
+		}
+		if err != nil {
+			return fmt.Errorf("network %q: isolate %s: %w", n.Name, ep.HostIf, err)
+		}
+	}
 	ch, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("network %q: open container namespace: %w", n.Name, err)

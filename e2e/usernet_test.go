@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ctnet/ctnet/internal/sandbox"
+)
+
+func TestEmbeddedDNS(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	up := s.ServeDNS(map[string]string{"example.test": "198.51.100.7"})
+	s.MustCtnet("network", "create", "--subnet", "10.40.0.0/24", "app")
+	s.MustCtnet("network", "create", "--subnet", "10.41.0.0/24", "other")
+	s.MustCtnet("network", "create", "--internal", "--subnet", "10.42.0.0/24", "sealed")
+	s.MustCtnet("run", "-d", "--name", "web1", "--network", "app", "--network-alias", "web", "busybox", "sleep", "600")
+	s.MustCtnet("run", "-d", "--name", "web2", "--network", "app", "--network-alias", "web", "busybox", "sleep", "600")
+	s.MustCtnet("run", "-d", "--name", "stranger", "--network", "other", "busybox", "sleep", "600")
+
+	lookup := func(args ...string) string {
+		t.Helper()
+		out, _, _ := s.Ctnet(append([]string{"run", "--rm"}, args...)...)
+		return out
+	}
+	if out := lookup("--network", "app", "busybox", "cat", "/etc/resolv.conf"); !strings.HasPrefix(out, "nameserver 127.0.0.11\n") {
+		t.Errorf("resolv.conf on a user network:\n%s", out)
+	}
+	if out := lookup("--network", "app", "busybox", "nslookup", "web1"); !strings.Contains(out, "10.40.0.2") {
+		t.Errorf("web1 by name:\n%s", out)
+	}
+	// An alias shared by two containers answers with both.
+	if out := lookup("--network", "app", "busybox", "nslookup", "web"); !strings.Contains(out, "10.40.0.2") || !strings.Contains(out, "10.40.0.3") {
+		t.Errorf("alias web:\n%s", out)
+	}
+	if out := lookup("--network", "app", "busybox", "nslookup", "10.40.0.3"); !strings.Contains(out, "web2") {
+		t.Errorf("PTR of web2:\n%s", out)
+	}
+	// A container on another network is not resolved here (it is asked upstream, which says NXDOMAIN).
+	if out := lookup("--network", "app", "busybox", "nslookup", "stranger"); strings.Contains(out, "10.41.0.") {
+		t.Errorf("a name from another network resolved:\n%s", out)
+	}
+	// Other names go to the host's resolvers, also from an internal network and with a custom --dns.
+	for _, args := range [][]string{
+		{"--network", "app"},
+		{"--network", "sealed"},
+		{"--network", "app", "--dns", sandbox.UpstreamAddr},
+	} {
+		if out := lookup(append(args, "busybox", "nslookup", "example.test")...); !strings.Contains(out, "198.51.100.7") {
+			t.Errorf("forwarded lookup with %v:\n%s", args, out)
+		}
+	}
+	if len(up.Asked()) == 0 {
+		t.Error("the upstream resolver was never asked")
+	}
+	// The default network keeps Docker's behaviour: the host's resolvers, no names.
+	if out := lookup("busybox", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver "+sandbox.UpstreamAddr) {
+		t.Errorf("resolv.conf on the default network:\n%s", out)
+	}
+	// Nothing listens on the host's port 53.
+	if out := s.Host.MustRun("ss", "-lnup"); strings.Contains(out, ":53 ") {
+		t.Errorf("something listens on port 53 in the host namespace:\n%s", out)
+	}
+	s.MustCtnet("rm", "-f", "web1", "web2", "stranger")
+}
+
+func TestIsolation(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	s.MustCtnet("network", "create", "--subnet", "10.50.0.0/24", "a")
+	s.MustCtnet("network", "create", "--subnet", "10.51.0.0/24", "b")
+	s.MustCtnet("network", "create", "--subnet", "10.52.0.0/24", "-o", "com.docker.network.bridge.enable_icc=false", "noicc")
+	s.MustCtnet("network", "create", "--subnet", "10.53.0.0/24", "--internal", "inner")
+	run := func(net, name string) {
+		s.MustCtnet("run", "-d", "--name", name, "--network", net, "busybox", "sleep", "600")
+	}
+	run("a", "a1")
+	run("b", "b1")
+	run("noicc", "n1")
+	run("noicc", "n2")
+	run("inner", "i1")
+	run("inner", "i2")
+	ping := func(from, to string) error {
+		_, _, err := s.Ctnet("exec", from, "ping", "-c1", "-W1", to)
+		return err
+	}
+	mustReach := func(from, to string) {
+		t.Helper()
+		if err := ping(from, to); err != nil {
+			t.Errorf("%s cannot reach %s", from, to)
+		}
+	}
+	mustNot := func(from, to string) {
+		t.Helper()
+		if err := ping(from, to); err == nil {
+			t.Errorf("%s reaches %s", from, to)
+		}
+	}
+	mustNot("a1", "10.51.0.2") // networks are isolated, both ways
+	mustNot("b1", "10.50.0.2")
+	mustNot("n1", "10.52.0.3") // no ICC
+	mustReach("n1", "10.52.0.1")
+	mustReach("n1", sandbox.UpstreamAddr)
+	mustReach("i1", "10.53.0.3") // internal: among themselves only
+	mustNot("i1", sandbox.UpstreamAddr)
+	if out := s.MustCtnet("exec", "i1", "ip", "route"); strings.Contains(out, "default") {
+		t.Errorf("internal network has a default route:\n%s", out)
+	}
+	mustReach("a1", sandbox.UpstreamAddr)
+	s.MustCtnet("rm", "-f", "a1", "b1", "n1", "n2", "i1", "i2")
+}
+
+func TestLiveConnectDisconnect(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	s.ServeDNS(nil)
+	s.MustCtnet("network", "create", "--subnet", "10.60.0.0/24", "front")
+	s.MustCtnet("network", "create", "--subnet", "10.61.0.0/24", "back")
+	s.MustCtnet("run", "-d", "--name", "app", "--network", "front", "busybox", "sleep", "600")
+	s.MustCtnet("run", "-d", "--name", "db", "--network", "back", "busybox", "sleep", "600")
+	s.MustCtnet("network", "connect", "--ip", "10.61.0.50", "--alias", "api", "back", "app")
+	if out := s.MustCtnet("exec", "app", "ip", "-o", "-4", "addr", "show", "eth1"); !strings.Contains(out, "10.61.0.50/24") {
+		t.Errorf("eth1 after connect: %s", out)
+	}
+	if out, _, _ := s.Ctnet("exec", "app", "nslookup", "db"); !strings.Contains(out, "10.61.0.2") {
+		t.Errorf("db from app after connect:\n%s", out)
+	}
+	if out, _, _ := s.Ctnet("exec", "db", "nslookup", "api"); !strings.Contains(out, "10.61.0.50") {
+		t.Errorf("alias api from db:\n%s", out)
+	}
+	if out := s.MustCtnet("exec", "app", "cat", "/etc/hosts"); !strings.Contains(out, "10.61.0.50") {
+		t.Errorf("/etc/hosts after connect:\n%s", out)
+	}
+	s.MustCtnet("network", "disconnect", "back", "app")
+	if out := s.MustCtnet("exec", "app", "ip", "-o", "link"); strings.Contains(out, "eth1") {
+		t.Errorf("eth1 still there:\n%s", out)
+	}
+	if out := s.MustCtnet("ps", "--format", "{{.Names}}"); !strings.Contains(out, "app") {
+		t.Errorf("app stopped: %s", out)
+	}
+	if _, _, err := s.Ctnet("exec", "app", "ping", "-c1", "-W1", "10.60.0.1"); err != nil {
+		t.Errorf("app lost its first network: %v", err)
+	}
+	s.MustCtnet("rm", "-f", "app", "db")
+	s.MustCtnet("network", "prune", "-f")
+	if out := s.MustCtnet("network", "ls", "--format", "{{.Name}}"); out != "bridge\nhost\nnone\n" {
+		t.Errorf("after prune: %q", out)
+	}
+}
+
+func TestIPv6DualStack(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	s.MustCtnet("network", "create", "--ipv6", "--subnet", "10.70.0.0/24", "--subnet", "fd00:70::/64", "dual")
+	s.MustCtnet("run", "-d", "--name", "d1", "--network", "dual", "busybox", "sleep", "600")
+	s.MustCtnet("run", "-d", "--name", "d2", "--network", "dual", "--ip6", "fd00:70::99", "busybox", "sleep", "600")
+	if out := s.MustCtnet("exec", "d1", "ip", "-6", "-o", "addr", "show", "eth0"); !strings.Contains(out, "fd00:70::2/64") {
+		t.Errorf("d1 IPv6: %s", out)
+	}
+	if out := s.MustCtnet("exec", "d1", "ip", "-6", "route"); !strings.Contains(out, "default via fd00:70::1") {
+		t.Errorf("d1 IPv6 routes: %s", out)
+	}
+	for _, to := range []string{"fd00:70::99", sandbox.Upstream6} {
+		if _, e, err := s.Ctnet("exec", "d1", "ping", "-6", "-c1", "-W2", to); err != nil {
+			t.Errorf("d1 cannot reach %s over IPv6: %s", to, e)
+		}
+	}
+	if out := s.MustCtnet("inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", "d2"); strings.TrimSpace(out) != "fd00:70::99" {
+		t.Errorf("inspect d2 GlobalIPv6Address = %s", out)
+	}
+	s.MustCtnet("rm", "-f", "d1", "d2")
+}

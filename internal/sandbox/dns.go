@@ -1,0 +1,104 @@
+package sandbox
+
+import (
+	"net"
+	"runtime"
+	"strings"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+)
+
+// UpstreamDNS serves DNS on 203.0.113.1:53 (UDP) inside the upstream
+// namespace: the "internet's" resolver. It answers A queries for names in
+// records (name → IPv4) and NXDOMAIN for everything else, and records every
+// name it was asked.
+type UpstreamDNS struct {
+	srv  *dns.Server
+	seen chan string
+}
+
+// Asked returns the names queried so far.
+func (u *UpstreamDNS) Asked() []string {
+	var out []string
+	for {
+		select {
+		case n := <-u.seen:
+			out = append(out, n)
+		default:
+			return out
+		}
+	}
+}
+
+// ServeDNS starts the upstream resolver until the test ends.
+func (s *Sandbox) ServeDNS(records map[string]string) *UpstreamDNS {
+	s.t.Helper()
+	pc, err := listenIn(s.Upstream.NetPath(), UpstreamAddr+":53")
+	if err != nil {
+		s.t.Fatalf("upstream DNS: %v", err)
+	}
+	u := &UpstreamDNS{seen: make(chan string, 1000)}
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 {
+			name := strings.ToLower(strings.TrimSuffix(q.Question[0].Name, "."))
+			select {
+			case u.seen <- name:
+			default:
+			}
+			if ip, ok := records[name]; ok && q.Question[0].Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+					A:   net.ParseIP(ip),
+				})
+			} else if !ok {
+				m.Rcode = dns.RcodeNameError
+			}
+		}
+		w.WriteMsg(m)
+	})
+	u.srv = &dns.Server{PacketConn: pc, Handler: handler}
+	go u.srv.ActivateAndServe()
+	s.t.Cleanup(func() { u.srv.Shutdown() })
+	return u
+}
+
+// listenIn opens a UDP socket inside the namespace at path; the socket keeps
+// that namespace after the thread goes back.
+func listenIn(path, addr string) (net.PacketConn, error) {
+	type result struct {
+		pc  net.PacketConn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		pc, lerr := net.ListenPacket("udp", addr)
+		if err := netns.Set(orig); err != nil {
+			ch <- result{err: err} // leave the thread locked: it dies with the goroutine
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{pc, lerr}
+	}()
+	r := <-ch
+	return r.pc, r.err
+}
+
