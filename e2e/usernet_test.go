@@ -174,3 +174,79 @@ func TestIPv6DualStack(t *testing.T) {
 	}
 	s.MustCtnet("rm", "-f", "d1", "d2")
 }
+
+func TestNetworkOptionsAndStaticAddresses(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	withBusybox(t, s)
+	s.MustCtnet("network", "create", "--subnet", "10.80.0.0/24", "--gateway", "10.80.0.254", "--ip-range", "10.80.0.128/25",
+		"--aux-address", "router=10.80.0.129", "--label", "team=net", "-o", "com.docker.network.bridge.name=brx",
+		"-o", "com.docker.network.driver.mtu=1300", "-o", "com.docker.network.bridge.enable_ip_masquerade=false", "opts")
+	got := s.MustCtnet("network", "inspect", "-f", "{{json .IPAM.Config}} {{json .Labels}} {{index .Options \"com.docker.network.bridge.name\"}}", "opts")
+	want := `[{"Subnet":"10.80.0.0/24","Gateway":"10.80.0.254","IPRange":"10.80.0.128/25","AuxiliaryAddresses":{"router":"10.80.0.129"}}] {"team":"net"} brx` + "\n"
+	if got != want {
+		t.Errorf("inspect:\n%s\nwant:\n%s", got, want)
+	}
+	if out := s.MustCtnet("network", "ls", "--filter", "label=team=net", "-q"); len(strings.Fields(out)) != 1 {
+		t.Errorf("ls --filter label: %q", out)
+	}
+	// Allocation starts in the ip-range and skips the aux address.
+	out := s.MustCtnet("run", "--rm", "--network", "opts", "--mac-address", "02:00:00:00:00:42", "busybox", "ip", "-o", "link", "show", "eth0")
+	if !strings.Contains(out, "mtu 1300") || !strings.Contains(out, "02:00:00:00:00:42") {
+		t.Errorf("eth0 on opts: %s", out)
+	}
+	if out := s.MustCtnet("run", "--rm", "--network", "opts", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"); !strings.Contains(out, "10.80.0.128/24") && !strings.Contains(out, "10.80.0.130/24") {
+		t.Errorf("address outside the ip-range or on the aux address: %s", out)
+	}
+	// Without masquerade the outside sees the container's own address: no
+	// answer comes back until the outside has a route to the subnet.
+	s.MustCtnet("run", "-d", "--name", "c", "--network", "opts", "--ip", "10.80.0.10", "busybox", "sleep", "600")
+	if _, _, err := s.Ctnet("exec", "c", "ping", "-c1", "-W1", sandbox.UpstreamAddr); err == nil {
+		t.Error("ping answered without a route back: the traffic was masqueraded")
+	}
+	s.Upstream.MustRun("ip", "route", "add", "10.80.0.0/24", "via", sandbox.HostAddr)
+	if out := s.MustCtnet("exec", "c", "ping", "-c1", "-W2", sandbox.UpstreamAddr); !strings.Contains(out, "1 packets received") {
+		t.Errorf("unmasqueraded ping: %s", out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ip", "10.80.0.10"}, "already in use by c"},
+		{[]string{"--ip", "10.81.0.10"}, "outside"},
+		{[]string{"--ip", "10.80.0.254"}, "gateway"},
+		{[]string{"--ip", "10.80.0.255"}, "broadcast"},
+		{[]string{"--ip", "10.80.0.0"}, "network address"},
+		{[]string{"--mac-address", "01:00:00:00:00:01"}, "unicast"},
+	} {
+		before := s.MustCtnet("ps", "-aq")
+		_, e, err := s.Ctnet(append(append([]string{"run", "--rm", "--network", "opts"}, c.args...), "busybox", "true")...)
+		if err == nil || !strings.Contains(e, c.want) {
+			t.Errorf("run %v: err=%v %s, want %q", c.args, err, e, c.want)
+		}
+		if after := s.MustCtnet("ps", "-aq"); after != before {
+			t.Errorf("run %v left a container behind", c.args)
+		}
+	}
+	s.MustCtnet("rm", "-f", "c")
+}
+
+func TestSubnetPoolAndVPNRoutes(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	s.MustCtnet("network", "ls")
+	// A VPN that captures everything with a 0/1 + 128/1 split leaves no free pool subnet.
+	s.Host.MustRun("ip", "route", "add", "0.0.0.0/1", "via", sandbox.UpstreamAddr)
+	s.Host.MustRun("ip", "route", "add", "128.0.0.0/1", "via", sandbox.UpstreamAddr)
+	_, e, err := s.Ctnet("network", "create", "vpn")
+	if err == nil || !strings.Contains(e, "no free subnet") || !strings.Contains(e, "--subnet") {
+		t.Errorf("create under a VPN split: %v %s", err, e)
+	}
+	s.Host.MustRun("ip", "route", "del", "128.0.0.0/1")
+	// A more specific route inside the next pool entry is skipped too.
+	s.Host.MustRun("ip", "route", "add", "172.18.3.0/24", "via", sandbox.UpstreamAddr)
+	s.MustCtnet("network", "create", "next")
+	if got := s.MustCtnet("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "next"); got != "172.19.0.0/16\n" {
+		t.Errorf("next subnet %q, want 172.19.0.0/16", got)
+	}
+}

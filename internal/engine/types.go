@@ -22,7 +22,7 @@ type Subnet struct {
 	Subnet       string
 	Gateway      string
 	IPRange      string            `json:",omitempty"`
-	AuxAddresses map[string]string `json:",omitempty"`
+	AuxAddresses map[string]string `json:"AuxiliaryAddresses,omitempty"`
 }
 
 // Endpoint is one interface of one namespace on one network (runtime fact).
