@@ -58,7 +58,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"network", "connect", "web", "--netns", "/nonexistent/ns"}, "does not exist"},
 		{[]string{"network", "connect", "nosuch", "--netns", other.NetPath()}, "not found"},
 		{[]string{"network", "connect", "web"}, "--netns"},
-		{[]string{"network", "disconnect", "web", "--netns", other.NetPath()}, "not attached"},
+		{[]string{"network", "disconnect", "web", "--netns", other.NetPath()}, "not connected"},
 		{[]string{"bridge", "show", "nosuch0"}, "nosuch0"},
 	}
 	before := snapshot(t, s)

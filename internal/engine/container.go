@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -64,8 +63,6 @@ type RunSpec struct {
 	Stdin                 io.Reader
 	Stdout, Stderr        io.Writer
 }
-
-var validCtrName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // Images opens the image store under the persistent root.
 func (e *Engine) Images() (*image.Store, error) {
@@ -138,7 +135,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 	err = e.store.Update(func(tx store.Tx) error {
 		if c.Name == "" {
 			c.Name = randomName(tx)
-		} else if !validCtrName.MatchString(c.Name) {
+		} else if !validName(c.Name) {
 			return fmt.Errorf("invalid container name %q: use letters, digits and _ . - (starting with a letter or digit)", c.Name)
 		}
 		if o, _ := findContainer(tx, c.Name); o != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +37,17 @@ var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquer
 // Predefined networks that are modes, not stored networks (as in Docker).
 var predefined = map[string]string{"host": "host", "none": "null"}
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName is Docker's rule for network and container names:
+// [a-zA-Z0-9][a-zA-Z0-9_.-]* (checked by hand: a regexp costs start-up time).
+func validName(s string) bool {
+	for i, r := range s {
+		alnum := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		if !alnum && (i == 0 || (r != '_' && r != '.' && r != '-')) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // SubnetSpec is one --subnet with the --gateway, --ip-range and
 // --aux-address that go with it.
@@ -84,7 +93,7 @@ func (e *Engine) CreateNetwork(spec NetworkSpec) (*Network, error) {
 
 func (e *Engine) createNetwork(tx store.Tx, spec NetworkSpec) (n *Network, err error) {
 	what := fmt.Sprintf("network %q", spec.Name)
-	if !validName.MatchString(spec.Name) {
+	if !validName(spec.Name) {
 		return nil, fmt.Errorf("%s: invalid name: use letters, digits and _ . - (starting with a letter or digit)", spec.Name)
 	}
 	if _, ok := predefined[spec.Name]; ok {
