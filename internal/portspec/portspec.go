@@ -111,8 +111,12 @@ func parse(s string) ([]Mapping, error) {
 		case 3:
 			ipStr, hostStr, ctrStr = parts[0], parts[1], parts[2]
 		default:
-			return nil, fmt.Errorf("IPv6 address must be in brackets, as in [%s]:%s:%s%s",
-				strings.Join(parts[:n-2], ":"), parts[n-2], parts[n-1], s[len(rest):])
+			ipStr = strings.Join(parts[:n-2], ":")
+			if _, err := netip.ParseAddr(ipStr); err != nil {
+				return nil, errors.New(`too many ":" (an IPv6 address must be in brackets, as in "[::1]:8080:80")`)
+			}
+			return nil, fmt.Errorf("IPv6 address must be in brackets, as in %q",
+				"["+ipStr+"]:"+parts[n-2]+":"+parts[n-1]+s[len(rest):])
 		}
 	}
 

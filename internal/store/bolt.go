@@ -117,17 +117,23 @@ func (t *boltTx) open(i int) error {
 	return nil
 }
 
-// tx begins the bbolt transaction of one file on first use, so a command that
-// touches only runtime facts never syncs the persistent file.
-func (t *boltTx) tx(bucket string) (*bolt.Tx, error) {
+// tx begins the bbolt transaction of one file on first use: a read-only one
+// until the first change, so a command that only reads a file never writes
+// (and fsyncs) it. Upgrading is safe because the lock file is held
+// exclusively for the whole Update.
+func (t *boltTx) tx(bucket string, write bool) (*bolt.Tx, error) {
 	i := which(bucket)
-	if t.txs[i] != nil {
-		return t.txs[i], nil
+	if tx := t.txs[i]; tx != nil && (tx.Writable() || !write) {
+		return tx, nil
 	}
 	if t.dbs[i] == nil {
 		return nil, nil
 	}
-	tx, err := t.dbs[i].Begin(t.write)
+	if t.txs[i] != nil {
+		t.txs[i].Rollback()
+		t.txs[i] = nil
+	}
+	tx, err := t.dbs[i].Begin(write && t.write)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", t.b.paths[i], err)
 	}
@@ -136,7 +142,7 @@ func (t *boltTx) tx(bucket string) (*bolt.Tx, error) {
 }
 
 func (t *boltTx) bucket(name string, create bool) (*bolt.Bucket, error) {
-	tx, err := t.tx(name)
+	tx, err := t.tx(name, create)
 	if err != nil || tx == nil {
 		return nil, err
 	}
@@ -173,7 +179,7 @@ func (t *boltTx) Delete(bucket, key string) error {
 	if !t.write {
 		return fmt.Errorf("delete %s/%s: read-only transaction", bucket, key)
 	}
-	bk, err := t.bucket(bucket, false)
+	bk, err := t.bucket(bucket, true)
 	if err != nil || bk == nil {
 		return err
 	}
@@ -201,7 +207,7 @@ func (t *boltTx) commit() error {
 			continue
 		}
 		t.txs[i] = nil
-		if !t.write {
+		if !tx.Writable() {
 			tx.Rollback()
 			continue
 		}
