@@ -144,7 +144,10 @@ func (e *Engine) Reconcile() ([]string, error) {
 			}
 			live[ep.ID] = true
 			if byName[ep.HostIf] == nil {
-				logf("endpoint %s of %s on network %q has lost its veth %s; reconnect it", ShortID(ep.ID), ep.Name, ep.Network, ep.HostIf)
+				if err := e.rejoin(nets, ep); err != nil {
+					return err
+				}
+				logf("reconnected %s to network %q: its veth %s was missing", ep.Name, ep.Network, ep.HostIf)
 			}
 		}
 		hostIfs := map[string]bool{}
@@ -202,6 +205,34 @@ func (e *Engine) Reconcile() ([]string, error) {
 		return tx.Put(store.Meta, bootKey, bootID())
 	})
 	return changes, err
+}
+
+// rejoin recreates the veth pair of an endpoint whose namespace lives on,
+// with the addresses it holds.
+func (e *Engine) rejoin(nets []Network, ep *Endpoint) error {
+	var n *Network
+	for i := range nets {
+		if nets[i].ID == ep.NetworkID {
+			n = &nets[i]
+		}
+	}
+	if n == nil {
+		return fmt.Errorf("endpoint %s: network %q is gone", ShortID(ep.ID), ep.Network)
+	}
+	ns, _, err := openNetNS(ep.NetNS)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := netx.DeleteLink(ch, ep.IfName); err != nil { // a half of the pair left inside
+		return err
+	}
+	return e.bridge.Join(n.driverNet(), ep.driverEp(n), ns)
 }
 
 func addrOf(ep *Endpoint) string {
