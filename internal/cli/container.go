@@ -13,15 +13,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/portspec"
 	ocirt "github.com/ctnet/ctnet/internal/runtime"
 )
 
 func (a *app) containerCmds() []*cobra.Command {
-	return []*cobra.Command{a.runCmd(), a.psCmd(), a.execCmd(), a.stopCmd(), a.killCmd(), a.rmCmd(), a.logsCmd(), a.inspectCmd()}
+	return []*cobra.Command{a.runCmd(), a.psCmd(), a.execCmd(), a.stopCmd(), a.killCmd(), a.rmCmd(), a.logsCmd(), a.inspectCmd(), a.portCmd()}
 }
 
 func (a *app) runCmd() *cobra.Command {
 	var s engine.RunSpec
+	var publish []string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and run a new container from an image",
@@ -32,6 +34,10 @@ func (a *app) runCmd() *cobra.Command {
 		Args: minArgs(1, "IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.Image, s.Cmd = args[0], args[1:]
+			var err error
+			if s.Publish, err = portspec.ParseAll(publish); err != nil {
+				return err
+			}
 			s.Stdin, s.Stdout, s.Stderr = os.Stdin, a.out, a.errOut
 			e, err := a.engine()
 			if err != nil {
@@ -69,6 +75,8 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringArrayVarP(&s.Volumes, "volume", "v", nil, "bind mount a host path: SRC:DST[:ro]")
 	f.StringVar(&s.IPC, "ipc", "", "IPC namespace: private (default), shareable, container:NAME, host")
 	f.StringArrayVarP(&s.Env, "env", "e", nil, "set an environment variable K=V")
+	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a container's port(s) to the host: [IP:][HOST_PORT:]PORT[/PROTO], ranges allowed")
+	f.BoolVarP(&s.PublishAll, "publish-all", "P", false, "publish every port the image exposes to a free host port")
 	f.BoolVarP(&s.Detach, "detach", "d", false, "run in the background and print the container id")
 	f.BoolVarP(&s.Interactive, "interactive", "i", false, "keep stdin open")
 	f.BoolVarP(&s.Tty, "tty", "t", false, "allocate a pseudo-terminal")
@@ -131,7 +139,7 @@ func (a *app) psCmd() *cobra.Command {
 					ID: id, Image: c.Image, Command: command, Names: c.Name,
 					CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 					RunningFor: ago(c.Created) + " ago", Status: statusText(c.Status), State: c.Status.Status,
-					Networks: strings.Join(nets, ","),
+					Networks: strings.Join(nets, ","), Ports: portspec.DisplayPorts(publishedNow(c)),
 				})
 			}
 			sortPs(rows, cs)
@@ -368,4 +376,46 @@ func (a *app) logsCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output until the container stops")
 	return cmd
+}
+
+// publishedNow is what a container publishes while it runs (Docker shows no
+// ports for a stopped container).
+func publishedNow(c engine.ContainerInfo) []portspec.Mapping {
+	if !c.Status.Running {
+		return nil
+	}
+	return c.Ports
+}
+
+func (a *app) portCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "port CONTAINER [PRIVATE_PORT[/PROTO]]",
+		Short: "List a container's published ports, as `docker port`",
+		Args:  rangeArgs(1, 2, "CONTAINER [PRIVATE_PORT[/PROTO]]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			c, err := e.InspectContainer(args[0])
+			if err != nil {
+				return err
+			}
+			ms := publishedNow(*c)
+			lines := portspec.FormatPort(ms)
+			if len(args) == 2 {
+				port, proto, err := portspec.ParsePrivate(args[1])
+				if err != nil {
+					return err
+				}
+				if lines = portspec.FormatPrivate(ms, port, proto); len(lines) == 0 {
+					return fmt.Errorf("no public port '%d/%s' published for %s", port, proto, c.Name)
+				}
+			}
+			for _, l := range lines {
+				fmt.Fprintln(a.out, l)
+			}
+			return nil
+		},
+	}
 }

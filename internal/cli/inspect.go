@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/portspec"
 )
 
 // Docker's `inspect` shape for a container, the parts ctnet has.
@@ -37,13 +38,14 @@ type (
 		FinishedAt time.Time
 	}
 	hostConfigJSON struct {
-		NetworkMode string
-		IpcMode     string
-		AutoRemove  bool
-		Binds       []string
-		Dns         []string
-		ExtraHosts  []string
-		Runtime     string
+		NetworkMode  string
+		PortBindings map[string][]portBindingJSON
+		IpcMode      string
+		AutoRemove   bool
+		Binds        []string
+		Dns          []string
+		ExtraHosts   []string
+		Runtime      string
 	}
 	configJSON struct {
 		Hostname string
@@ -52,8 +54,13 @@ type (
 		Image    string
 		Tty      bool
 	}
+	portBindingJSON struct {
+		HostIp   string
+		HostPort string
+	}
 	networkSettingsJSON struct {
 		SandboxKey string
+		Ports      map[string][]portBindingJSON
 		endpointSettingsJSON
 		Networks map[string]endpointSettingsJSON
 	}
@@ -132,6 +139,8 @@ func (a *app) inspectCmd() *cobra.Command {
 				if len(c.Args) > 0 {
 					j.Path, j.Args = c.Args[0], c.Args[1:]
 				}
+				j.HostConfig.PortBindings = portBindings(c.Ports)
+				j.NetworkSettings.Ports = portBindings(publishedNow(*c))
 				if j.HostConfig.IpcMode == "" {
 					j.HostConfig.IpcMode = "private"
 				}
@@ -157,4 +166,18 @@ func (a *app) inspectCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format output with a Go template")
 	return cmd
+}
+
+// portBindings is Docker's "80/tcp": [{HostIp, HostPort}] map.
+func portBindings(ms []portspec.Mapping) map[string][]portBindingJSON {
+	out := map[string][]portBindingJSON{}
+	for _, m := range ms {
+		k := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
+		ip := ""
+		if m.HostIP.IsValid() {
+			ip = m.HostIP.String()
+		}
+		out[k] = append(out[k], portBindingJSON{HostIp: ip, HostPort: fmt.Sprint(m.HostPort)})
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/nspin"
+	"github.com/ctnet/ctnet/internal/portspec"
 	ocirt "github.com/ctnet/ctnet/internal/runtime"
 	"github.com/ctnet/ctnet/internal/store"
 )
@@ -39,6 +40,7 @@ type Container struct {
 	AutoRemove  bool
 	Tty         bool
 	Runtime     string
+	Ports       []portspec.Mapping `json:",omitempty"` // published, host ports chosen
 	// CreatorPID is the ctnet process still setting the container up;
 	// reconcile leaves such a container alone while that process lives.
 	CreatorPID int `json:",omitempty"`
@@ -58,6 +60,8 @@ type RunSpec struct {
 	IPC                   string
 	Tty, Interactive      bool
 	Detach, Remove        bool
+	Publish               []portspec.Mapping // -p, parsed
+	PublishAll            bool               // -P: every port the image exposes
 	Runtime               string // runc (default) or crun
 	WorkDir, User         string
 	Stdin                 io.Reader
@@ -129,6 +133,14 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 	if mode == "" || mode == "default" {
 		mode = DefaultNetwork
 	}
+	publish := spec.Publish
+	if spec.PublishAll {
+		exposed, err := portspec.Exposed(img.Config.ExposedPorts)
+		if err != nil {
+			return nil, -1, fmt.Errorf("image %q: %w", spec.Image, err)
+		}
+		publish = append(publish, exposed...)
+	}
 
 	// Reserve the name and record the container first: a crash from here on
 	// leaves a record that reconcile can see and clean.
@@ -171,6 +183,18 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 		if (spec.IP != "" || spec.IP6 != "") && (!c.OwnNS || c.NetworkMode == "none") {
 			return fmt.Errorf("--ip and --ip6 need a network (not --network %s)", mode)
 		}
+		if len(publish) > 0 {
+			if !c.OwnNS || c.NetworkMode == "none" {
+				return fmt.Errorf("publishing ports needs a network of the container's own (not --network %s)", mode)
+			}
+			n, err := findNetwork(tx, c.NetworkMode)
+			if err != nil {
+				return err
+			}
+			if c.Ports, err = reservePorts(tx, c, publish, n.IPv6); err != nil {
+				return err
+			}
+		}
 		return putJSON(tx, store.Containers, c.ID, c)
 	})
 	if err != nil {
@@ -195,6 +219,9 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 			})
 			if err != nil {
 				return nil, -1, fmt.Errorf("container %q: %w", c.Name, err)
+			}
+			if err := e.publish(c); err != nil {
+				return nil, -1, err
 			}
 		}
 	}
@@ -279,6 +306,9 @@ func (e *Engine) ContainerExited(id string) error {
 func (e *Engine) releaseNetwork(c *Container) error {
 	named := false // was it on a network with names?
 	err := e.store.Update(func(tx store.Tx) error {
+		if err := e.unpublish(tx, c); err != nil {
+			return err
+		}
 		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
 		if err != nil {
 			return err

@@ -116,7 +116,19 @@ func (e *Engine) Reconcile() ([]string, error) {
 		if err != nil {
 			return err
 		}
-		fwChanges, err := fw.Ensure(rules, nil)
+		var ports []firewall.Port
+		cs, err := listJSON[Container](tx, store.Containers, "")
+		if err != nil {
+			return err
+		}
+		for i := range cs {
+			p, err := containerPorts(tx, &cs[i])
+			if err != nil {
+				return err
+			}
+			ports = append(ports, p...)
+		}
+		fwChanges, err := fw.Ensure(rules, ports)
 		if err != nil {
 			return fmt.Errorf("firewall: %w", err)
 		}
@@ -189,6 +201,25 @@ func (e *Engine) Reconcile() ([]string, error) {
 				return err
 			}
 			logf("released lease %s: no endpoint holds it", k)
+		}
+		stale = stale[:0]
+		owners := map[string]bool{}
+		for _, ep := range eps {
+			if live[ep.ID] && ep.Container != "" {
+				owners[ep.Container] = true
+			}
+		}
+		tx.ForEach(store.Ports, "", func(k string, v []byte) error {
+			if !owners[string(v)] {
+				stale = append(stale, k)
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := tx.Delete(store.Ports, k); err != nil {
+				return err
+			}
+			logf("freed host port %s: no running container publishes it", k)
 		}
 		stale = stale[:0]
 		tx.ForEach(store.Meta, "last/", func(k string, v []byte) error {

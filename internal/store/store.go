@@ -14,6 +14,7 @@ const (
 	Leases     = "leases"     // "<network>/<addr>" -> endpoint id
 	Containers = "containers" // container id -> engine.Container
 	Meta       = "meta"       // runtime bookkeeping (boot marker, last allocated address)
+	Ports      = "ports"      // "<proto>/<host port>/<host ip>" -> container id of a published port
 )
 
 // Persistent reports whether a bucket survives a reboot.

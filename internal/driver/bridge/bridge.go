@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -93,6 +94,12 @@ func (d *Driver) EnsureNetwork(n Network) (err error) {
 	if err := enableForwarding(n.IPv6); err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
+	// Ports published on 127.0.0.1 are DNATed to the bridge; the kernel
+	// routes a loopback source out of it only with route_localnet (the
+	// firewall drops what containers send to the host's 127.0.0.0/8).
+	if err := writeSysctl(firewall.RouteLocalnetSysctl(n.Bridge), "1"); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
 	fw, err := d.fw()
 	if err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
@@ -147,16 +154,21 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 			netx.DeleteLink(d.host, ep.HostIf)
 		}
 	}()
-	if !n.ICC {
-		// Frames between ports of one bridge never reach an inet hook (unless
-		// br_netfilter is loaded), so no-ICC is the bridge's own port
-		// isolation: isolated ports reach the bridge, not each other.
+	if !n.ICC || brNetfilter() {
 		l, err := d.host.LinkByName(ep.HostIf)
-		if err == nil {
+		if err == nil && !n.ICC {
+			// Frames between ports of one bridge never reach an inet hook
+			// (unless br_netfilter is loaded), so no-ICC is the bridge's own
+			// port isolation: isolated ports reach the bridge, not each other.
 			err = d.host.LinkSetIsolated(l, true)
 		}
+		if err == nil && brNetfilter() {
+			// With br_netfilter a container's packet to its own published
+			// port is DNATed back to the port it came from: hairpin lets it out.
+			err = d.host.LinkSetHairpin(l, true)
+		}
 		if err != nil {
-			return fmt.Errorf("network %q: isolate %s: %w", n.Name, ep.HostIf, err)
+			return fmt.Errorf("network %q: port flags of %s: %w", n.Name, ep.HostIf, err)
 		}
 	}
 	ch, err := netlink.NewHandleAt(ns)
@@ -182,6 +194,24 @@ func (d *Driver) Leave(ep Endpoint) error {
 	return netx.DeleteLink(d.host, ep.HostIf)
 }
 
+// brNetfilter reports whether bridged traffic passes the IP hooks here.
+func brNetfilter() bool {
+	_, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	return err == nil
+}
+
+// writeSysctl sets a /proc/sys value of the calling thread's namespace
+// unless it already has it.
+func writeSysctl(path, value string) error {
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
+	}
+	return nil
+}
+
 // enableForwarding turns routing on in the namespace of the calling thread,
 // which is the host namespace ctnet runs in (/proc/sys/net is per namespace).
 func enableForwarding(v6 bool) error {
@@ -190,12 +220,8 @@ func enableForwarding(v6 bool) error {
 		files = append(files, "/proc/sys/net/ipv6/conf/all/forwarding")
 	}
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err == nil && len(b) > 0 && b[0] == '1' {
-			continue
-		}
-		if err := os.WriteFile(f, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("enable forwarding (%s): %w", f, err)
+		if err := writeSysctl(f, "1"); err != nil {
+			return fmt.Errorf("enable forwarding: %w", err)
 		}
 	}
 	return nil

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ctnet/ctnet/internal/sandbox"
+)
+
+// tcpGet connects from ns to addr:port and returns what the server said.
+func tcpGet(ns *sandbox.NS, addr, port string) string {
+	if strings.Contains(addr, ":") {
+		addr = "[" + addr + "]"
+	}
+	out, _ := ns.Run("socat", "-T2", "-", "TCP:"+addr+":"+port+",connect-timeout=2")
+	return strings.TrimSpace(out)
+}
+
+// serve runs a container answering every TCP (and UDP) connection on port 80 with word.
+func serve(t *testing.T, s *sandbox.Sandbox, name, word string, flags ...string) {
+	t.Helper()
+	args := append([]string{"run", "-d", "--name", name}, flags...)
+	args = append(args, "host", "sh", "-c",
+		"socat UDP-RECVFROM:80,fork SYSTEM:'echo "+word+"-udp' & exec socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:'echo "+word+"'")
+	s.MustCtnet(args...)
+	waitFor(t, func() bool {
+		out, _, _ := s.Ctnet("exec", name, "socat", "-T1", "-", "TCP:127.0.0.1:80")
+		return strings.Contains(out, word)
+	}, name+" to listen")
+}
+
+func TestPublishedPorts(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	s.Host.MustRun("ip", "addr", "add", "203.0.113.3/24", "dev", "eth0")
+	serve(t, s, "web", "hello", "-p", "8080:80", "-p", "8080:80/udp", "-p", "127.0.0.1:8081:80", "-p", "203.0.113.2:8082:80",
+		"-p", "9000:9000/sctp", "-p", "8100-8102:8100-8102", "-p", "80", "-p", "[::1]:8083:80")
+	h := sandbox.HostAddr
+
+	port := s.MustCtnet("port", "web")
+	for _, want := range []string{"80/tcp -> 0.0.0.0:8080", "80/udp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8081", "80/tcp -> 203.0.113.2:8082", "9000/sctp -> 0.0.0.0:9000", "8101/tcp -> 0.0.0.0:8101", "80/tcp -> [::1]:8083"} {
+		if !strings.Contains(port, want+"\n") {
+			t.Errorf("ctnet port lacks %q:\n%s", want, port)
+		}
+	}
+	ephemeral := ""
+	for _, l := range strings.Split(port, "\n") {
+		if strings.HasPrefix(l, "80/tcp -> 0.0.0.0:") && !strings.HasSuffix(l, ":8080") {
+			ephemeral = strings.TrimPrefix(l, "80/tcp -> 0.0.0.0:")
+		}
+	}
+	if ephemeral == "" {
+		t.Fatalf("no ephemeral host port for -p 80:\n%s", port)
+	}
+	if ps := s.MustCtnet("ps", "--format", "{{.Ports}}"); !strings.Contains(ps, "0.0.0.0:8080->80/tcp") {
+		t.Errorf("ps PORTS: %s", ps)
+	}
+
+	reach := []struct {
+		from       *sandbox.NS
+		addr, port string
+	}{
+		{s.Upstream, h, "8080"},    // from another host
+		{s.Upstream, h, ephemeral}, // the ephemeral one
+		{s.Upstream, "203.0.113.3", "8080"},
+		{s.Host, h, "8080"}, // from the host through its own addresses
+		{s.Host, "172.17.0.1", "8080"},
+		{s.Host, "127.0.0.1", "8080"}, // through 127.0.0.1 on the host
+		{s.Host, "127.0.0.1", "8081"},
+		{s.Upstream, h, "8082"},
+	}
+	for _, r := range reach {
+		if got := tcpGet(r.from, r.addr, r.port); got != "hello" {
+			t.Errorf("%s:%s from ns %d: got %q, want hello", r.addr, r.port, r.from.PID, got)
+		}
+	}
+	if out, _ := s.Upstream.Run("sh", "-c", "echo ping | socat -T2 - UDP:"+h+":8080"); !strings.Contains(out, "hello-udp") {
+		t.Errorf("udp 8080 from upstream: %q", out)
+	}
+	// Hairpin: the container itself and a sibling through the host's address.
+	if out, _, _ := s.Ctnet("exec", "web", "socat", "-T2", "-", "TCP:"+h+":8080"); !strings.Contains(out, "hello") {
+		t.Errorf("hairpin from the same container: %q", out)
+	}
+	if out, _, _ := s.Ctnet("run", "--rm", "host", "socat", "-T2", "-", "TCP:"+h+":8080"); !strings.Contains(out, "hello") {
+		t.Errorf("hairpin from another container: %q", out)
+	}
+	// No leaks: 127.0.0.1 ports are not reachable from outside, an address-bound
+	// port not on the host's other addresses.
+	noReach := []struct {
+		from       *sandbox.NS
+		addr, port string
+	}{
+		{s.Upstream, h, "8081"},
+		{s.Upstream, "203.0.113.3", "8082"},
+		{s.Host, "127.0.0.1", "8082"},
+	}
+	for _, r := range noReach {
+		if got := tcpGet(r.from, r.addr, r.port); got == "hello" {
+			t.Errorf("%s:%s is reachable from ns %d", r.addr, r.port, r.from.PID)
+		}
+	}
+	// No process, no proxy: the only ones left running are the container and its monitor.
+	if out := s.Host.MustRun("ps", "-eo", "args"); strings.Contains(out, "proxy") {
+		t.Errorf("a proxy runs:\n%s", out)
+	}
+}
+
+func TestPortConflictsChangeNothing(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	serve(t, s, "a", "a", "-p", "8080:80")
+	before := s.Host.MustRun("nft", "list", "table", "inet", "ctnet")
+	if _, e, err := s.Ctnet("run", "-d", "--name", "b", "-p", "8080:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, `already published by container "a"`) {
+		t.Errorf("same host port: %v %s", err, e)
+	}
+	// A process on the host already listening.
+	listener := s.Host.Command("socat", "TCP-LISTEN:9090,reuseaddr", "-")
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { listener.Process.Kill(); listener.Wait() }()
+	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), ":9090") }, "the host listener")
+	if _, e, err := s.Ctnet("run", "-d", "--name", "c", "-p", "9090:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
+		t.Errorf("host listener: %v %s", err, e)
+	}
+	if _, e, err := s.Ctnet("run", "-d", "-p", "70000:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "70000") {
+		t.Errorf("bad port: %v %s", err, e)
+	}
+	if ps := s.MustCtnet("ps", "-a", "--format", "{{.Names}}"); ps != "a\n" {
+		t.Errorf("containers after refused runs: %q", ps)
+	}
+	if after := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); after != before {
+		t.Errorf("refused runs changed the firewall:\n%s\n---\n%s", before, after)
+	}
+}
+
+func TestPortsRemovedExactlyAndRestored(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	serve(t, s, "keep", "keep", "-p", "8080:80")
+	base := s.Host.MustRun("nft", "list", "table", "inet", "ctnet")
+	serve(t, s, "gone", "gone", "-p", "8090:80", "-p", "127.0.0.1:8091:80/udp")
+	if mid := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); mid == base {
+		t.Fatal("publishing changed nothing in the table")
+	}
+	s.MustCtnet("rm", "-f", "gone")
+	if after := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); after != base {
+		t.Errorf("rm left elements behind:\n%s\n---\n%s", base, after)
+	}
+	// Someone deletes ctnet's table; reconcile restores the rules and the port.
+	s.Host.MustRun("nft", "delete", "table", "inet", "ctnet")
+	if got := tcpGet(s.Upstream, sandbox.HostAddr, "8080"); got == "keep" {
+		t.Fatal("port works without the table")
+	}
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "firewall:") {
+		t.Errorf("reconcile said: %s", out)
+	}
+	if got := tcpGet(s.Upstream, sandbox.HostAddr, "8080"); got != "keep" {
+		t.Errorf("after reconcile: %q", got)
+	}
+	if after := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); after != base {
+		t.Errorf("restored table differs:\n%s\n---\n%s", base, after)
+	}
+}
