@@ -38,6 +38,15 @@ func TestImagesLoadListRemove(t *testing.T) {
 	if out := s.MustCtnet("run", "--rm", "ocibox:2", "sh", "-c", "ls /etc/gone 2>&1; cat /etc/motd"); !strings.Contains(out, "No such file") {
 		t.Errorf("layers: %s", out)
 	}
+	// -P publishes what the image exposes (80/tcp) on a free host port.
+	s.MustCtnet("run", "-d", "-P", "--name", "exp", "ocibox:2", "sleep", "60")
+	if out := s.MustCtnet("port", "exp", "80"); !strings.HasPrefix(out, "0.0.0.0:") {
+		t.Errorf("ctnet port exp 80: %q", out)
+	}
+	if _, e, err := s.Ctnet("rmi", "ocibox:2"); err == nil || !strings.Contains(e, "used by container") {
+		t.Errorf("rmi of an image in use: %v %s", err, e)
+	}
+	s.MustCtnet("rm", "-f", "exp")
 	s.MustCtnet("rmi", "ocibox:2")
 	if _, e, err := s.Ctnet("run", "--rm", "ocibox:2", "true"); err == nil || !strings.Contains(e, "not found") {
 		t.Errorf("run of a removed image: %v %s", err, e)
