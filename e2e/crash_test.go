@@ -156,11 +156,13 @@ func TestCrashAtEveryStep(t *testing.T) {
 			}
 			twin := newCrashEnv(t, setup)
 			twin.s.MustCtnet(twin.args(tc.op)...)
+			waitPortsSettled(t, twin.s)
 			after := hostState(t, twin)
 
 			c := newCrashEnv(t, setup)
 			before := ""
 			if !tc.fresh { // on a fresh sandbox looking would create the default network
+				waitPortsSettled(t, c.s)
 				before = hostState(t, c)
 			}
 			crashCtnet(t, c.s, tc.step, c.args(tc.op)...)
@@ -259,7 +261,7 @@ func hostState(t *testing.T, c *crashEnv) string {
 	if err != nil {
 		nft = "no table inet ctnet"
 	}
-	lines = append(lines, sortedNftElements(nft))
+	lines = append(lines, sortedNftElements(nft, normalizeIDs))
 
 	names := strings.Fields(s.MustCtnet("network", "ls", "--format", "{{.Name}}"))
 	for _, n := range inspectNetworks(t, s, names...) {
@@ -331,10 +333,7 @@ func hostState(t *testing.T, c *crashEnv) string {
 	}
 	out = strings.ReplaceAll(out, s.RunRoot, "$RUN")
 	out = strings.ReplaceAll(out, s.Root, "$ROOT")
-	for _, r := range volatile {
-		out = r.re.ReplaceAllString(out, r.with)
-	}
-	lines = strings.Split(out, "\n")
+	lines = strings.Split(normalizeIDs(out), "\n")
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n"
 }
@@ -349,8 +348,16 @@ var volatile = []struct {
 	{regexp.MustCompile(`\b[0-9a-f]{12}\b`), "<id12>"},
 }
 
+func normalizeIDs(s string) string {
+	for _, r := range volatile {
+		s = r.re.ReplaceAllString(s, r.with)
+	}
+	return s
+}
+
 type hostLink struct {
 	Name, Kind, Master string
+	MAC                string
 	MTU                int
 	Up                 bool
 	Addrs              []string // global and host scope
@@ -361,6 +368,7 @@ func hostLinks(t *testing.T, ns *sandbox.NS) []hostLink {
 	t.Helper()
 	var links []struct {
 		Ifname, Master string
+		Address        string
 		Flags          []string
 		MTU            int
 		Linkinfo       struct {
@@ -391,7 +399,7 @@ func hostLinks(t *testing.T, ns *sandbox.NS) []hostLink {
 	}
 	var out []hostLink
 	for _, l := range links {
-		h := hostLink{Name: l.Ifname, Kind: l.Linkinfo.Kind, Master: l.Master, MTU: l.MTU, Addrs: byName[l.Ifname]}
+		h := hostLink{Name: l.Ifname, MAC: l.Address, Kind: l.Linkinfo.Kind, Master: l.Master, MTU: l.MTU, Addrs: byName[l.Ifname]}
 		for _, f := range l.Flags {
 			h.Up = h.Up || f == "UP"
 		}
@@ -404,9 +412,11 @@ func hostLinks(t *testing.T, ns *sandbox.NS) []hostLink {
 type networkJSON struct {
 	Name, Driver string
 	Internal     bool
-	IPAM         struct{ Config []struct{ Subnet, Gateway string } }
-	Containers   map[string]struct{ Name, MacAddress, IPv4Address, IPv6Address string }
-	Options      map[string]string
+	IPAM         struct {
+		Config []struct{ Subnet, Gateway string }
+	}
+	Containers map[string]struct{ Name, MacAddress, IPv4Address, IPv6Address string }
+	Options    map[string]string
 }
 
 func inspectNetworks(t *testing.T, s *sandbox.Sandbox, names ...string) []networkJSON {
@@ -422,9 +432,9 @@ func inspectNetworks(t *testing.T, s *sandbox.Sandbox, names ...string) []networ
 	return nets
 }
 
-// sortedNftElements sorts the elements of every set, whose listing order
-// follows hashes of names that differ between sandboxes.
-func sortedNftElements(nft string) string {
+// sortedNftElements sorts the elements of every set, after norm (if any):
+// their listing order follows hashes of names that differ between sandboxes.
+func sortedNftElements(nft string, norm func(string) string) string {
 	var out []string
 	lines := strings.Split(nft, "\n")
 	for i := 0; i < len(lines); i++ {
@@ -446,9 +456,9 @@ func sortedNftElements(nft string) string {
 				elems = append(elems, e)
 			}
 		}
-		for j := range elems {
-			for _, r := range volatile {
-				elems[j] = r.re.ReplaceAllString(elems[j], r.with)
+		if norm != nil {
+			for j := range elems {
+				elems[j] = norm(elems[j])
 			}
 		}
 		sort.Strings(elems)
@@ -544,7 +554,7 @@ func TestRebootRecreatesNetworks(t *testing.T) {
 	a.MustCtnet("run", "-d", "--name", "two", "--network", "web", "busybox", "sleep", "600")
 	a.MustCtnet("run", "-d", "--name", "three", "--network", "priv", "busybox", "sleep", "600")
 	wantBridges := bridgesOf(t, a.Host)
-	wantNft := sortedNftElements(a.Host.MustRun("nft", "list", "table", "inet", "ctnet"))
+	wantNft := sortedNftElements(a.Host.MustRun("nft", "list", "table", "inet", "ctnet"), nil)
 	if len(wantBridges) != 4 {
 		t.Fatalf("before the reboot: bridges %v", wantBridges)
 	}
@@ -567,7 +577,7 @@ func TestRebootRecreatesNetworks(t *testing.T) {
 	if got := bridgesOf(t, b.Host); strings.Join(got, "\n") != strings.Join(wantBridges, "\n") {
 		t.Errorf("bridges after the reboot:\n%s\nbefore:\n%s", strings.Join(got, "\n"), strings.Join(wantBridges, "\n"))
 	}
-	if got := sortedNftElements(b.Host.MustRun("nft", "list", "table", "inet", "ctnet")); got != wantNft {
+	if got := sortedNftElements(b.Host.MustRun("nft", "list", "table", "inet", "ctnet"), nil); got != wantNft {
 		t.Errorf("firewall after the reboot:\n%s\nbefore:\n%s", lineDiff(wantNft, got), "")
 	}
 	for _, l := range hostLinks(t, b.Host) {

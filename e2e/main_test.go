@@ -4,18 +4,13 @@ package e2e
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/ctnet/ctnet/internal/sandbox"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	// The binary is built once per run into a temp dir; remove it.
-	if p := os.Getenv("CTNET_TEST_BINARY"); p == "" {
-		matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "ctnet-bin-*"))
-		for _, d := range matches {
-			os.RemoveAll(d)
-		}
-	}
+	sandbox.RemoveBinary()
 	os.Exit(code)
 }

@@ -318,6 +318,11 @@ func (e *Engine) releaseNetwork(c *Container) error {
 				if err := forgetEndpoint(tx, &ep); err != nil {
 					return err
 				}
+				if c.OwnNS {
+					if err := markReclaim(tx, ep.HostIf); err != nil {
+						return err
+					}
+				}
 				named = named || ep.Network != DefaultNetwork
 			}
 		}

@@ -97,6 +97,11 @@ func (e *Engine) publishDNS(wait bool) error {
 	}); err != nil {
 		return err
 	}
+	if len(snap.Namespaces) == 0 && len(snap.Records) == 0 {
+		if _, err := os.Stat(e.dnsPath()); os.IsNotExist(err) {
+			return nil // nothing to tell a resolver that never ran
+		}
+	}
 	gen, err := dns.Publish(e.dnsPath(), snap, e.startDNS)
 	if err != nil {
 		return fmt.Errorf("embedded DNS: %w", err)

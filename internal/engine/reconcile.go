@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -176,11 +177,24 @@ func (e *Engine) Reconcile() ([]string, error) {
 		}
 		for _, l := range links {
 			a := l.Attrs()
-			if _, ok := l.(*netlink.Veth); ok && bridgeIdx[a.MasterIndex] && strings.HasPrefix(a.Name, "veth") && !hostIfs[a.Name] {
+			if _, ok := l.(*netlink.Veth); ok && bridgeIdx[a.MasterIndex] && strings.HasPrefix(a.Name, "veth") && !hostIfs[a.Name] && !reclaiming(tx, a.Name) {
 				if err := netx.DeleteLink(e.host, a.Name); err != nil {
 					return err
 				}
 				logf("deleted veth %s: no endpoint owns it", a.Name)
+			}
+		}
+
+		var gone []string
+		tx.ForEach(store.Meta, reclaimPrefix, func(k string, v []byte) error {
+			if byName[strings.TrimPrefix(k, reclaimPrefix)] == nil {
+				gone = append(gone, k)
+			}
+			return nil
+		})
+		for _, k := range gone {
+			if err := tx.Delete(store.Meta, k); err != nil {
+				return err
 			}
 		}
 
@@ -266,6 +280,21 @@ func (e *Engine) rejoin(nets []Network, ep *Endpoint) error {
 	return e.bridge.Join(n.driverNet(), ep.driverEp(n), ns)
 }
 
+// reclaimPrefix marks, in Meta, host veths of dropped namespaces that the
+// kernel is still reclaiming in the background: not orphans to delete.
+const reclaimPrefix = "reclaim/"
+
+func markReclaim(tx store.Tx, hostIf string) error {
+	return tx.Put(store.Meta, reclaimPrefix+hostIf, []byte(time.Now().UTC().Format(time.RFC3339)))
+}
+
+// reclaiming reports whether the kernel was left a veth to reclaim less than
+// a minute ago.
+func reclaiming(tx store.Tx, hostIf string) bool {
+	t, err := time.Parse(time.RFC3339, string(tx.Get(store.Meta, reclaimPrefix+hostIf)))
+	return err == nil && time.Since(t) < time.Minute
+}
+
 func addrOf(ep *Endpoint) string {
 	if p, err := netip.ParsePrefix(ep.IPv4); err == nil {
 		return p.Addr().String()
@@ -280,6 +309,10 @@ func addrOf(ep *Endpoint) string {
 // (their monitor was killed, the host rebooted, ctnet crashed while creating
 // them), and namespace pins that no container owns.
 func (e *Engine) reconcileContainers(logf func(string, ...any)) error {
+	// Pins are read before the containers: Run records a container before it
+	// pins its namespace, so every pin seen here has its record in the list.
+	dir := filepath.Join(e.cfg.RunRoot, "netns")
+	entries, _ := os.ReadDir(dir)
 	var cs []Container
 	if err := e.store.View(func(tx store.Tx) error {
 		var err error
@@ -309,9 +342,12 @@ func (e *Engine) reconcileContainers(logf func(string, ...any)) error {
 			if err := e.removeContainer(rt, c); err != nil {
 				return err
 			}
-			why := "it was never started"
-			if c.AutoRemove && c.CreatorPID == 0 {
-				why = "it ended and was started with --rm"
+			why := "it ended and was started with --rm"
+			switch {
+			case c.CreatorPID != 0:
+				why = "its creation never finished"
+			case err != nil:
+				why = "its runtime state is gone"
 			}
 			logf("removed container %s (%s): %s", c.Name, ShortID(c.ID), why)
 		case c.OwnNS && netnsKeyOf(c.NetNS) != "":
@@ -321,8 +357,6 @@ func (e *Engine) reconcileContainers(logf func(string, ...any)) error {
 			logf("released the network of container %s (%s): it has exited", c.Name, ShortID(c.ID))
 		}
 	}
-	dir := filepath.Join(e.cfg.RunRoot, "netns")
-	entries, _ := os.ReadDir(dir)
 	for _, de := range entries {
 		p := filepath.Join(dir, de.Name())
 		if !pins[p] {

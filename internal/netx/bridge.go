@@ -63,7 +63,10 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 		return nil, fmt.Errorf("bridge %q: device exists and is a %s, not a bridge", name, l.Type())
 	}
 	changed := false
-	if mtu > 0 && l.Attrs().MTU != mtu {
+	// An MTU given only at creation is not "set by the user" for the kernel,
+	// which then follows the smallest port and drifts back to 1500 when the
+	// last port leaves; setting it explicitly pins it.
+	if mtu > 0 && (created || l.Attrs().MTU != mtu) {
 		if err := h.LinkSetMTU(l, mtu); err != nil {
 			return nil, fmt.Errorf("bridge %q: set mtu %d: %w", name, mtu, err)
 		}

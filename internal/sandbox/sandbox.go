@@ -210,8 +210,16 @@ func (s *Sandbox) MustCtnet(args ...string) string {
 var (
 	buildOnce sync.Once
 	binPath   string
+	binDir    string // the temp dir Binary built into, if it did
 	buildErr  error
 )
+
+// RemoveBinary deletes the binary Binary built (call it from TestMain).
+func RemoveBinary() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
 
 // Binary builds cmd/ctnet once per test process and returns its path.
 func Binary(t testing.TB) string {
@@ -226,7 +234,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "ctnet")
+		binDir, binPath = dir, filepath.Join(dir, "ctnet")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ctnet/ctnet/cmd/ctnet").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ctnet: %v\n%s", err, out)
