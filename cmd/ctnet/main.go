@@ -1,4 +1,10 @@
 // Command ctnet is container networking for Linux in one binary.
+
+// ctnet is a short-lived command: finding a cgroup CPU limit means reading
+// /proc/self/mountinfo, which costs milliseconds on hosts with many mounts.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (

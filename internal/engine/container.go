@@ -62,7 +62,7 @@ type RunSpec struct {
 	Detach, Remove        bool
 	Publish               []portspec.Mapping // -p, parsed
 	PublishAll            bool               // -P: every port the image exposes
-	Runtime               string // runc (default) or crun
+	Runtime               string             // runc (default) or crun
 	WorkDir, User         string
 	Stdin                 io.Reader
 	Stdout, Stderr        io.Writer
@@ -309,22 +309,20 @@ func (e *Engine) releaseNetwork(c *Container) error {
 		if err := e.unpublish(tx, c); err != nil {
 			return err
 		}
-		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+		eps, err := listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(c.ID))
 		if err != nil {
 			return err
 		}
 		for _, ep := range eps {
-			if ep.Container == c.ID {
-				if err := forgetEndpoint(tx, &ep); err != nil {
+			if err := forgetEndpoint(tx, &ep); err != nil {
+				return err
+			}
+			if c.OwnNS {
+				if err := markReclaim(tx, ep.HostIf); err != nil {
 					return err
 				}
-				if c.OwnNS {
-					if err := markReclaim(tx, ep.HostIf); err != nil {
-						return err
-					}
-				}
-				named = named || ep.Network != DefaultNetwork
 			}
+			named = named || ep.Network != DefaultNetwork
 		}
 		return nil
 	})
@@ -622,7 +620,7 @@ func (e *Engine) DisconnectContainer(network, ref string) error {
 	if err != nil {
 		return err
 	}
-	err = e.detach(network, fmt.Sprintf("container %q", c.Name), func(ep *Endpoint) bool { return ep.Container == c.ID })
+	err = e.detach(network, fmt.Sprintf("container %q", c.Name), ownerOfContainer(c.ID), func(*Endpoint) bool { return true })
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func (e *Engine) Attach(spec AttachSpec) (*Endpoint, error) {
 		}
 		joined = true
 		crashPoint("attach")
-		return putJSON(tx, store.Endpoints, ep.ID, ep)
+		return putJSON(tx, store.Endpoints, ep.Key(), ep)
 	})
 	if err != nil {
 		if joined {
@@ -76,7 +76,11 @@ func (e *Engine) Attach(spec AttachSpec) (*Endpoint, error) {
 // tx; it touches no kernel state.
 func (e *Engine) planEndpoint(tx store.Tx, n *Network, spec AttachSpec, ns netns.NsHandle, key string) (*Endpoint, error) {
 	what := fmt.Sprintf("attach %s to network %q", spec.NetNS, n.Name)
-	eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+	owner := ownerOfNetNS(key)
+	if spec.Container != "" {
+		owner = ownerOfContainer(spec.Container)
+	}
+	eps, err := listJSON[Endpoint](tx, store.Endpoints, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +152,7 @@ func (e *Engine) planEndpoint(tx store.Tx, n *Network, spec AttachSpec, ns netns
 		} else {
 			ep.IPv6 = cidr
 		}
-		if err := tx.Put(store.Leases, leaseKey(n.ID, a), []byte(ep.ID)); err != nil {
+		if err := tx.Put(store.Leases, leaseKey(n.ID, a), []byte(ep.Key())); err != nil {
 			return nil, err
 		}
 		if err := tx.Put(store.Meta, lastKey(n.ID, plan.Prefix), []byte(a.String())); err != nil {
@@ -265,12 +269,16 @@ func (e *Engine) Detach(network, path string) error {
 		ns.Close()
 		key = k
 	}
-	return e.detach(network, path, func(ep *Endpoint) bool { return ep.NetNSKey == key || ep.NetNS == path })
+	owner := ownerOfNetNS(key)
+	if key == "" {
+		owner = "" // the namespace is gone: look for its path everywhere
+	}
+	return e.detach(network, path, owner, func(ep *Endpoint) bool { return ep.NetNSKey == key || ep.NetNS == path })
 }
 
 // detach removes the endpoint of network that match picks: its veth pair
 // (synchronously: the namespace lives on) and its leases.
-func (e *Engine) detach(network, what string, match func(*Endpoint) bool) error {
+func (e *Engine) detach(network, what, owner string, match func(*Endpoint) bool) error {
 	if err := RequireRoot(); err != nil {
 		return err
 	}
@@ -282,7 +290,7 @@ func (e *Engine) detach(network, what string, match func(*Endpoint) bool) error 
 		if err != nil {
 			return err
 		}
-		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+		eps, err := listJSON[Endpoint](tx, store.Endpoints, owner)
 		if err != nil {
 			return err
 		}
@@ -309,7 +317,7 @@ func forgetEndpoint(tx store.Tx, ep *Endpoint) error {
 			}
 		}
 	}
-	return tx.Delete(store.Endpoints, ep.ID)
+	return tx.Delete(store.Endpoints, ep.Key())
 }
 
 // openNetNS opens a network namespace by path and returns it with a key that

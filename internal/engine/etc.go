@@ -16,12 +16,12 @@ import (
 func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
 	var eps []Endpoint
 	if err := e.store.View(func(tx store.Tx) error {
-		all, err := listJSON[Endpoint](tx, store.Endpoints, "")
-		for _, ep := range all {
-			if ep.Container == c.ID || (c.NetNS != "" && ep.NetNS == c.NetNS) {
-				eps = append(eps, ep)
-			}
+		owner := c.ID
+		if strings.HasPrefix(c.NetworkMode, "container:") {
+			owner = strings.TrimPrefix(c.NetworkMode, "container:") // shares that one's endpoints
 		}
+		var err error
+		eps, err = listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(owner))
 		return err
 	}); err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
 	files["/etc/hosts"] = hosts.Bytes()
 	files["/etc/resolv.conf"] = resolvConf(c)
 	for _, ep := range eps {
-		if ep.Network != DefaultNetwork && ep.Container == c.ID {
+		if ep.Network != DefaultNetwork {
 			files["/etc/resolv.conf"] = embeddedResolvConf()
 			break
 		}

@@ -135,12 +135,12 @@ func containerPorts(tx store.Tx, c *Container) ([]firewall.Port, error) {
 	if len(c.Ports) == 0 {
 		return nil, nil
 	}
-	eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+	eps, err := listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(c.ID))
 	if err != nil {
 		return nil, err
 	}
 	for _, ep := range eps {
-		if ep.Container == c.ID && ep.Network == c.NetworkMode {
+		if ep.Network == c.NetworkMode {
 			n, err := findNetwork(tx, ep.NetworkID)
 			if err != nil {
 				return nil, err
@@ -197,4 +197,3 @@ func (e *Engine) unpublish(tx store.Tx, c *Container) error {
 	}
 	return nil
 }
-

@@ -155,7 +155,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 				logf("released %s of %s on network %q: its namespace is gone", addrOf(ep), ep.Name, ep.Network)
 				continue
 			}
-			live[ep.ID] = true
+			live[ep.Key()] = true
 			if byName[ep.HostIf] == nil {
 				if err := e.rejoin(nets, ep); err != nil {
 					return err
@@ -165,7 +165,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 		}
 		hostIfs := map[string]bool{}
 		for _, ep := range eps {
-			if live[ep.ID] {
+			if live[ep.Key()] {
 				hostIfs[ep.HostIf] = true
 			}
 		}
@@ -219,7 +219,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 		stale = stale[:0]
 		owners := map[string]bool{}
 		for _, ep := range eps {
-			if live[ep.ID] && ep.Container != "" {
+			if live[ep.Key()] && ep.Container != "" {
 				owners[ep.Container] = true
 			}
 		}

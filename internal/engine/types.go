@@ -43,6 +43,21 @@ type Endpoint struct {
 	Created   time.Time
 }
 
+// Key is where the endpoint lives in the store: under its owner (the
+// container, or the namespace for a bare one) so that a container's or a
+// namespace's endpoints are one short prefix scan, however many there are.
+func (ep *Endpoint) Key() string { return ep.owner() + ep.ID }
+
+func (ep *Endpoint) owner() string {
+	if ep.Container != "" {
+		return ownerOfContainer(ep.Container)
+	}
+	return ownerOfNetNS(ep.NetNSKey)
+}
+
+func ownerOfContainer(id string) string { return "c:" + id + "/" }
+func ownerOfNetNS(key string) string    { return "ns:" + key + "/" }
+
 // ShortID is the 12-character id Docker prints.
 func ShortID(id string) string {
 	if len(id) > 12 {

@@ -101,4 +101,3 @@ func listenIn(path, addr string) (net.PacketConn, error) {
 	r := <-ch
 	return r.pc, r.err
 }
-
