@@ -152,3 +152,33 @@ func assertClean(t *testing.T, s *sandbox.Sandbox, bridge string) {
 		t.Errorf("files left in the run root:\n%s", files)
 	}
 }
+
+// A mutating command that meets stale state repairs it by itself.
+func TestStaleStateRepairedOnTheWay(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	a := s.Netns()
+	s.MustCtnet("network", "connect", "bridge", "--netns", a.NetPath())
+	s.Host.MustRun("ip", "link", "del", "ctnet0") // behind ctnet's back
+	b := s.Netns()
+	s.MustCtnet("network", "connect", "bridge", "--netns", b.NetPath())
+	if err := b.Ping(sandbox.UpstreamAddr); err != nil {
+		t.Errorf("after the automatic repair: %v", err)
+	}
+	if err := a.Ping("172.17.0.1"); err != nil {
+		t.Errorf("the earlier endpoint was not reconnected: %v", err)
+	}
+	// The table is flushed away; publishing a port brings all of it back.
+	s.Host.MustRun("nft", "delete", "table", "inet", "ctnet")
+	s.MustCtnet("run", "-d", "--name", "p", "-p", "8080:80", "host", "sleep", "600")
+	if err := b.Ping(sandbox.UpstreamAddr); err != nil {
+		t.Errorf("masquerade not restored with the table: %v", err)
+	}
+	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); !strings.Contains(nft, "8080") {
+		t.Errorf("the new port is not in the restored table:\n%s", nft)
+	}
+	if out := s.MustCtnet("system", "reconcile"); out != "" {
+		t.Errorf("reconcile still found work:\n%s", out)
+	}
+	s.MustCtnet("rm", "-f", "p")
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -32,8 +33,20 @@ type AttachSpec struct {
 }
 
 // Attach connects a network namespace to a network: a veth pair, addresses,
-// routes, a lease. On failure nothing is left.
+// routes, a lease. On failure nothing is left. A bridge found missing is
+// stale state: reconcile repairs it and the attach is tried once more.
 func (e *Engine) Attach(spec AttachSpec) (*Endpoint, error) {
+	ep, err := e.attach(spec)
+	if errors.Is(err, bridge.ErrBridgeMissing) {
+		if _, rerr := e.Reconcile(); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		ep, err = e.attach(spec)
+	}
+	return ep, err
+}
+
+func (e *Engine) attach(spec AttachSpec) (*Endpoint, error) {
 	if err := RequireRoot(); err != nil {
 		return nil, err
 	}

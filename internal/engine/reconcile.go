@@ -161,6 +161,14 @@ func (e *Engine) Reconcile() ([]string, error) {
 					return err
 				}
 				logf("reconnected %s to network %q: its veth %s was missing", ep.Name, ep.Network, ep.HostIf)
+			} else if n := networkByID(nets, ep.NetworkID); n != nil && offBridge(byName, ep.HostIf, n.Bridge) {
+				changed, err := e.bridge.Reattach(n.driverNet(), ep.driverEp(n))
+				if err != nil {
+					return err
+				}
+				if changed {
+					logf("put veth %s of %s back on bridge %s", ep.HostIf, ep.Name, n.Bridge)
+				}
 			}
 		}
 		hostIfs := map[string]bool{}
@@ -255,12 +263,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 // rejoin recreates the veth pair of an endpoint whose namespace lives on,
 // with the addresses it holds.
 func (e *Engine) rejoin(nets []Network, ep *Endpoint) error {
-	var n *Network
-	for i := range nets {
-		if nets[i].ID == ep.NetworkID {
-			n = &nets[i]
-		}
-	}
+	n := networkByID(nets, ep.NetworkID)
 	if n == nil {
 		return fmt.Errorf("endpoint %s: network %q is gone", ShortID(ep.ID), ep.Network)
 	}
@@ -293,6 +296,23 @@ func markReclaim(tx store.Tx, hostIf string) error {
 func reclaiming(tx store.Tx, hostIf string) bool {
 	t, err := time.Parse(time.RFC3339, string(tx.Get(store.Meta, reclaimPrefix+hostIf)))
 	return err == nil && time.Since(t) < time.Minute
+}
+
+// offBridge reports whether a host veth is not (or may no longer be) a port
+// of its bridge, from the links listed at the start of reconcile; a bridge
+// made again since then is not in that list.
+func offBridge(byName map[string]netlink.Link, hostIf, bridge string) bool {
+	br := byName[bridge]
+	return br == nil || byName[hostIf].Attrs().MasterIndex != br.Attrs().Index
+}
+
+func networkByID(nets []Network, id string) *Network {
+	for i := range nets {
+		if nets[i].ID == id {
+			return &nets[i]
+		}
+	}
+	return nil
 }
 
 func addrOf(ep *Endpoint) string {

@@ -4,6 +4,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/firewall"
 	"github.com/ctnet/ctnet/internal/netx"
@@ -19,6 +21,10 @@ import (
 // AliasPrefix marks bridges that ctnet made (IFLA_IFALIAS), so reconcile can
 // tell its own leftovers from anybody else's bridges.
 const AliasPrefix = "ctnet network "
+
+// ErrBridgeMissing says the kernel lost a bridge the store knows: stale
+// state that reconcile repairs.
+var ErrBridgeMissing = errors.New("the bridge is missing (deleted behind ctnet's back?); `ctnet system reconcile` recreates it")
 
 // Network is what the driver needs to know of a network.
 type Network struct {
@@ -135,7 +141,7 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 		return err
 	}
 	if br == nil {
-		return fmt.Errorf("network %q: bridge %s is missing; run `ctnet system reconcile`", n.Name, n.Bridge)
+		return fmt.Errorf("network %q: bridge %s: %w", n.Name, n.Bridge, ErrBridgeMissing)
 	}
 	err = netx.AddVeth(d.host, netx.VethSpec{
 		HostName:    ep.HostIf,
@@ -154,24 +160,10 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 			netx.DeleteLink(d.host, ep.HostIf)
 		}
 	}()
-	if !n.ICC || brNetfilter() {
-		l, err := d.host.LinkByName(ep.HostIf)
-		if err == nil && !n.ICC {
-			// Frames between ports of one bridge never reach an inet hook
-			// (unless br_netfilter is loaded), so no-ICC is the bridge's own
-			// port isolation: isolated ports reach the bridge, not each other.
-			err = d.host.LinkSetIsolated(l, true)
-		}
-		if err == nil && brNetfilter() {
-			// With br_netfilter a container's packet to its own published
-			// port is DNATed back to the port it came from: hairpin lets it out.
-			err = d.host.LinkSetHairpin(l, true)
-		}
-		if err != nil {
-			return fmt.Errorf("network %q: port flags of %s: %w", n.Name, ep.HostIf, err)
-		}
+	if err := d.portFlags(n, ep.HostIf); err != nil {
+		return err
 	}
-	ch, err := netlink.NewHandleAt(ns)
+	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("network %q: open container namespace: %w", n.Name, err)
 	}
@@ -186,6 +178,53 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 		return fmt.Errorf("network %q: %s: %w", n.Name, ep.IfName, err)
 	}
 	return nil
+}
+
+// portFlags sets the bridge-port flags a network's endpoints need.
+func (d *Driver) portFlags(n Network, hostIf string) error {
+	if n.ICC && !brNetfilter() {
+		return nil
+	}
+	l, err := d.host.LinkByName(hostIf)
+	if err == nil && !n.ICC {
+		// Frames between ports of one bridge never reach an inet hook
+		// (unless br_netfilter is loaded), so no-ICC is the bridge's own
+		// port isolation: isolated ports reach the bridge, not each other.
+		err = d.host.LinkSetIsolated(l, true)
+	}
+	if err == nil && brNetfilter() {
+		// With br_netfilter a container's packet to its own published
+		// port is DNATed back to the port it came from: hairpin lets it out.
+		err = d.host.LinkSetHairpin(l, true)
+	}
+	if err != nil {
+		return fmt.Errorf("network %q: port flags of %s: %w", n.Name, hostIf, err)
+	}
+	return nil
+}
+
+// Reattach puts an endpoint's existing host veth back on the network's
+// bridge (after the bridge was deleted and made again), with its flags.
+// It reports whether anything had to change.
+func (d *Driver) Reattach(n Network, ep Endpoint) (bool, error) {
+	l, err := netx.LinkOrNil(d.host, ep.HostIf)
+	if err != nil || l == nil {
+		return false, err
+	}
+	br, err := netx.LinkOrNil(d.host, n.Bridge)
+	if err != nil || br == nil {
+		return false, err
+	}
+	if l.Attrs().MasterIndex == br.Attrs().Index {
+		return false, nil
+	}
+	if err := d.host.LinkSetMaster(l, br); err != nil {
+		return false, fmt.Errorf("network %q: enslave %s: %w", n.Name, ep.HostIf, err)
+	}
+	if err := d.host.LinkSetUp(l); err != nil {
+		return false, fmt.Errorf("network %q: %s up: %w", n.Name, ep.HostIf, err)
+	}
+	return true, d.portFlags(n, ep.HostIf)
 }
 
 // Leave removes the endpoint's veth pair (deleting one end deletes both).
