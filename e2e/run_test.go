@@ -138,6 +138,13 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	s.MustCtnet("rm", "loop")
 
+	// logs -f follows the output until the container ends.
+	s.MustCtnet("run", "-d", "--name", "talker", "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done")
+	if out := s.MustCtnet("logs", "-f", "talker"); out != "line1\nline2\nline3\n" {
+		t.Errorf("logs -f: %q", out)
+	}
+	s.MustCtnet("rm", "talker")
+
 	// --rm -d: the container removes itself when it ends.
 	s.MustCtnet("run", "-d", "--rm", "--name", "brief", "busybox", "true")
 	waitFor(t, func() bool { return s.MustCtnet("ps", "-aq") == "" }, "the --rm container to remove itself")

@@ -169,6 +169,10 @@ func TestIPv6DualStack(t *testing.T) {
 			t.Errorf("d1 cannot reach %s over IPv6: %s", to, e)
 		}
 	}
+	// The embedded DNS answers AAAA too.
+	if out, _, _ := s.Ctnet("exec", "d1", "nslookup", "-type=AAAA", "d2"); !strings.Contains(out, "fd00:70::99") {
+		t.Errorf("AAAA of d2:\n%s", out)
+	}
 	if out := s.MustCtnet("inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", "d2"); strings.TrimSpace(out) != "fd00:70::99" {
 		t.Errorf("inspect d2 GlobalIPv6Address = %s", out)
 	}
