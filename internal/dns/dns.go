@@ -100,13 +100,6 @@ func (s *Server) Update(records []Record) {
 	s.index.Store(buildIndex(records))
 }
 
-// SetUpstreams replaces the default upstream resolvers.
-func (s *Server) SetUpstreams(upstreams []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.upstreams = slices.Clone(upstreams)
-}
-
 func (s *Server) defaultUpstreams() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,18 +236,10 @@ func (s *Server) Prune() []string {
 	return gone
 }
 
-// Apply makes the server match snap: its records, its default upstreams and
+// apply makes the server match snap: its records, its default upstreams and
 // exactly its namespaces. It tries every namespace and returns the errors of
-// those it could not serve; the others are served regardless.
-// Snapshot upstreams, when given, replace the ones of Config.
-func (s *Server) Apply(snap Snapshot) error {
-	var errs []error
-	for _, err := range s.apply(snap) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
+// those it could not serve; the others are served regardless. Snapshot
+// upstreams, when given, replace the ones of Config.
 func (s *Server) apply(snap Snapshot) map[string]error {
 	s.Update(snap.Records)
 	s.mu.Lock()

@@ -87,20 +87,6 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 	return &Container{ID: s.ID, r: r, p: p, meta: m}, nil
 }
 
-// Container returns a created container by id.
-func (r *Runtime) Container(id string) (*Container, error) {
-	p := r.paths(id)
-	b, err := os.ReadFile(p.meta())
-	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", id, ErrNotFound)
-	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("container %s: %w", id, err)
-	}
-	return &Container{ID: id, r: r, p: p, meta: m}, nil
-}
-
 func mountRootfs(p *paths, s Spec) error {
 	if err := os.Mkdir(p.rootfs(), 0o755); err != nil {
 		return err
