@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -119,6 +122,44 @@ func (e *Engine) publishDNS(wait bool) error {
 		return fmt.Errorf("embedded DNS in %s: %s", ns, msg)
 	}
 	return nil
+}
+
+// dnsStale reports whether the resolver's snapshot differs from what the
+// store says now (records or namespaces of endpoints that are gone).
+func (e *Engine) dnsStale() (bool, error) {
+	old, err := dns.ReadSnapshot(e.dnsPath())
+	if os.IsNotExist(err) || errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, nil // unreadable: write it again
+	}
+	var now dns.Snapshot
+	if err := e.store.View(func(tx store.Tx) error {
+		var err error
+		now, err = dnsSnapshot(tx)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	return !sameRecords(old, now), nil
+}
+
+func sameRecords(a, b dns.Snapshot) bool {
+	key := func(s dns.Snapshot) string {
+		recs := make([]string, 0, len(s.Records)+len(s.Namespaces))
+		for _, r := range s.Records {
+			b, _ := json.Marshal(r)
+			recs = append(recs, string(b))
+		}
+		for _, n := range s.Namespaces {
+			b, _ := json.Marshal(n)
+			recs = append(recs, string(b))
+		}
+		sort.Strings(recs)
+		return strings.Join(recs, "\n")
+	}
+	return key(a) == key(b)
 }
 
 // startDNS launches the resolver process detached from this command.

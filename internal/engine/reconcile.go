@@ -257,7 +257,18 @@ func (e *Engine) Reconcile() ([]string, error) {
 		}
 		return tx.Put(store.Meta, bootKey, bootID())
 	})
-	return changes, err
+	if err != nil {
+		return changes, err
+	}
+	if stale, err := e.dnsStale(); err != nil {
+		return changes, err
+	} else if stale {
+		if err := e.publishDNS(false); err != nil {
+			return changes, err
+		}
+		logf("embedded DNS: rewrote its records to match the containers")
+	}
+	return changes, nil
 }
 
 // rejoin recreates the veth pair of an endpoint whose namespace lives on,
