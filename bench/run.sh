@@ -59,7 +59,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	[ -n "$policy" ] && rm -f "$policy" && policy=
 fi
 
-# ctnet from this tree (or CTNET_BIN), the floor and the benchmark driver.
+# ctnet from this tree (or CTNET_BIN), the floor, a Go hello-world and the benchmark driver.
 cd "$repo"
 if [ -n "${CTNET_BIN:-}" ]; then
 	cp "$CTNET_BIN" "$tmp/ctnet"
@@ -67,10 +67,11 @@ else
 	go build -o "$tmp/ctnet" ./cmd/ctnet
 fi
 go build -o "$tmp/floor" ./bench/cmd/floor
+go build -o "$tmp/hello" ./bench/cmd/hello
 go build -o "$tmp/bnbench" ./bench/cmd/bnbench
 
 cmdline="${CTNET_BIN:+CTNET_BIN=$CTNET_BIN }bench/run.sh${*:+ $*}"
-CTNET_SRC=$repo "$tmp/bnbench" run -base "$tmp" -ctnet "$tmp/ctnet" -floor "$tmp/floor" \
+CTNET_SRC=$repo "$tmp/bnbench" run -base "$tmp" -ctnet "$tmp/ctnet" -floor "$tmp/floor" -hello "$tmp/hello" \
 	-out "$out" -command "$cmdline" "${args[@]}" &
 pid=$!
 rc=0

@@ -120,7 +120,7 @@ func busyboxTar(path string) error {
 
 // ctnetRun prepares a sandbox where `ctnet run` can start containers, or
 // says why it cannot.
-func (b *bench) ctnetRun() (func(args ...string) response, *sandbox, error) {
+func (b *bench) ctnetRun(name string) (func(args ...string) response, *sandbox, error) {
 	if err := exec.Command(b.ctnet, "run", "--help").Run(); err != nil {
 		return nil, nil, fmt.Errorf("this ctnet binary has no `run` command")
 	}
@@ -132,7 +132,7 @@ func (b *bench) ctnetRun() (func(args ...string) response, *sandbox, error) {
 				err = fmt.Errorf("%v", r)
 			}
 		}()
-		s = b.sandbox("ctnet-run", true)
+		s = b.sandbox(name, true)
 		env := b.ctnetEnv(s)
 		run = func(args ...string) response {
 			return s.must(request{Op: "exec", Argv: append([]string{b.ctnet}, args...), Env: env})
@@ -162,7 +162,7 @@ func (b *bench) docker() {
 			"image `bn-busybox` imported from a tarball of busybox-static.\n\n", strings.TrimSpace(info.Out))
 		d.run("run", "--rm", "--network", "bridge", "bn-busybox", "true") // warm up
 	}
-	crun, cs, cerr := b.ctnetRun()
+	crun, cs, cerr := b.ctnetRun("ctnet-run")
 	if cerr != nil {
 		fmt.Fprintf(w, "No `ctnet run` figure: `%s`\n\n", strings.ReplaceAll(cerr.Error(), "\n", " ⏎ "))
 	}
@@ -204,15 +204,4 @@ func (b *bench) docker() {
 		panic(derr)
 	}
 	b.recordMem("docker", "idle, after the runs", d.sb)
-	k := 20
-	if b.quick {
-		k = 5
-	}
-	for i := 0; i < k; i++ {
-		d.run("run", "-d", "--name", fmt.Sprintf("bnm%d", i), "--network", "bridge", "bn-busybox", "sleep", "3600")
-	}
-	b.recordMem("docker", fmt.Sprintf("%d containers running (sleep), no ports", k), d.sb)
-	for i := 0; i < k; i++ {
-		d.run("rm", "-f", fmt.Sprintf("bnm%d", i))
-	}
 }

@@ -2,7 +2,7 @@
 // plugins and netavark, each inside its own sandbox namespace, interleaved
 // per iteration, and writes a markdown report. bench/run.sh is its front door.
 //
-//	bnbench run -base DIR -ctnet BIN -floor BIN [-quick] [-out FILE]
+//	bnbench run -base DIR -ctnet BIN -floor BIN -hello BIN [-quick] [-out FILE]
 //	bnbench worker DIR    (internal: one sandbox's request loop)
 package main
 
@@ -26,7 +26,7 @@ func main() {
 		return
 	}
 	if len(os.Args) < 2 || os.Args[1] != "run" {
-		fmt.Fprintln(os.Stderr, "usage: bnbench run -base DIR -ctnet BIN -floor BIN [-quick] [-out FILE]")
+		fmt.Fprintln(os.Stderr, "usage: bnbench run -base DIR -ctnet BIN -floor BIN -hello BIN [-quick] [-out FILE]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
@@ -34,14 +34,15 @@ func main() {
 	fs.StringVar(&b.base, "base", "", "temp dir for every sandbox (removed by run.sh)")
 	fs.StringVar(&b.ctnet, "ctnet", "", "ctnet binary")
 	fs.StringVar(&b.floor, "floor", "", "floor binary")
+	fs.StringVar(&b.hello, "hello", "", "Go hello-world binary (process-start floor)")
 	fs.StringVar(&b.out, "out", "RESULTS.md", "report file")
 	fs.StringVar(&b.command, "command", "", "command line to quote in the report")
 	fs.BoolVar(&b.quick, "quick", false, "short form: fewer levels and samples")
 	levels := fs.String("levels", "", "containers already attached, comma separated (default 0,100,500,1000; quick 0,100)")
 	fs.IntVar(&b.n, "n", 0, "samples per measurement (default 15; quick 5)")
-	fs.StringVar(&b.only, "only", "", "comma separated sections to run (floor-attach,create,dataplane,docker,memory)")
+	fs.StringVar(&b.only, "only", "", "comma separated sections to run (startup,floor-attach,create,ports,dataplane,docker,containers,memory)")
 	fs.Parse(os.Args[2:])
-	if b.base == "" || b.ctnet == "" || b.floor == "" {
+	if b.base == "" || b.ctnet == "" || b.floor == "" || b.hello == "" {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -79,10 +80,10 @@ func main() {
 }
 
 type bench struct {
-	base, ctnet, floor, out, command, only string
-	quick                                  bool
-	levels                                 []int
-	n                                      int
+	base, ctnet, floor, hello, out, command, only string
+	quick                                         bool
+	levels                                        []int
+	n                                             int
 
 	sandboxes []*sandbox
 	dock      *dockerd
@@ -160,11 +161,15 @@ func firstLine(s string) string {
 
 func (b *bench) runAll() int {
 	b.start = time.Now()
+	machineInfo(b) // the load average before anything runs
+	b.section("startup", "Process start: the floor of every whole-process figure", b.startup)
 	b.section("floor-attach", "Attach and detach of one namespace", b.attachDetach)
 	b.section("create", "network create / network rm", b.createRm)
+	b.section("ports", "Published ports: one more port with 0, 100, 1000 already published", b.ports)
 	b.section("dataplane", "Data plane (iperf3, TCP, one stream)", b.dataPlane)
 	b.section("docker", "Docker: network overhead of a whole container", b.docker)
-	b.section("memory", "Memory left running", b.memory)
+	b.section("containers", "Memory with many containers running", b.containers)
+	b.section("memory", "Memory left running (attach, idle daemons)", b.memory)
 	b.flush()
 	if len(b.failures) > 0 {
 		logf("%d section(s) failed; see %s", len(b.failures), b.out)

@@ -45,6 +45,7 @@ type procRSS struct {
 	Pid   int    `json:"pid"`
 	Comm  string `json:"comm"`
 	RSSkB int    `json:"rss_kb"`
+	PSSkB int    `json:"pss_kb"` // shared pages divided among their users
 }
 
 // worker runs inside a sandbox (its own network and mount namespace, started
@@ -272,30 +273,96 @@ func (w *worker) procs() []procRSS {
 		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || l != self {
 			continue
 		}
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		rss := 0
-		for _, line := range strings.Split(string(st), "\n") {
-			if strings.HasPrefix(line, "VmRSS:") {
-				f := strings.Fields(line)
-				if len(f) > 1 {
-					rss, _ = strconv.Atoi(f[1])
-				}
+		out = append(out, procRSS{Pid: pid, Comm: procName(pid),
+			RSSkB: statusKB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:"),
+			PSSkB: statusKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")})
+	}
+	return out
+}
+
+// procName is the base of argv[0] (ctnet's monitor and DNS processes rename
+// themselves there; comm would say "ctnet" for both), else comm.
+func procName(pid int) string {
+	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if a0, _, _ := strings.Cut(string(cl), "\x00"); a0 != "" {
+		return filepath.Base(a0)
+	}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(comm))
+}
+
+// statusKB reads one "Key: N kB" line of a /proc file.
+func statusKB(path, key string) int {
+	st, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(st), "\n") {
+		if strings.HasPrefix(line, key) {
+			if f := strings.Fields(line); len(f) > 1 {
+				v, _ := strconv.Atoi(f[1])
+				return v
 			}
 		}
-		out = append(out, procRSS{Pid: pid, Comm: strings.TrimSpace(string(comm)), RSSkB: rss})
+	}
+	return 0
+}
+
+// descendants returns every process below the given ones (by parent pid).
+func descendants(roots []int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// comm may hold spaces: the fields after its closing parenthesis are fixed.
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var out []int
+	seen := map[int]bool{}
+	queue := append([]int(nil), roots...)
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+				queue = append(queue, c)
+			}
+		}
 	}
 	return out
 }
 
 // cleanup stops what this worker started; any process still in the sandbox's
 // network namespace was started from inside it (daemons' children) and goes
-// too, so the namespace and its mount namespace die with the worker.
+// too, with everything below it: containers live in namespaces of their own
+// but are children of a shim or monitor that lives here, so nothing started
+// from this sandbox outlives it.
 func (w *worker) cleanup() {
 	for pid := range w.spawned {
 		w.kill(pid)
 	}
+	var roots []int
 	for _, p := range w.procs() {
-		syscall.Kill(p.Pid, syscall.SIGKILL)
+		roots = append(roots, p.Pid)
+	}
+	victims := append(descendants(roots), roots...)
+	for _, pid := range victims {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
