@@ -21,7 +21,9 @@ func TestDefaultNetwork(t *testing.T) {
 	}
 	var nets []struct {
 		Name string
-		IPAM struct{ Config []struct{ Subnet, Gateway string } }
+		IPAM struct {
+			Config []struct{ Subnet, Gateway string }
+		}
 		Options map[string]string
 	}
 	if err := json.Unmarshal([]byte(s.MustCtnet("network", "inspect", "bridge")), &nets); err != nil {

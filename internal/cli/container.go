@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -261,7 +262,7 @@ func (a *app) eachContainer(args []string, fn func(e *engine.Engine, ref string)
 		fmt.Fprintln(a.out, ref)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -305,8 +306,7 @@ func (a *app) killCmd() *cobra.Command {
 }
 
 func parseSignal(s string) (syscall.Signal, error) {
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n > 0 && n < 65 {
+	if n, err := strconv.ParseUint(s, 10, 8); err == nil && n > 0 && n < 65 {
 		return syscall.Signal(n), nil
 	}
 	names := map[string]syscall.Signal{

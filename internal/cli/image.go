@@ -47,6 +47,9 @@ func (a *app) imageLoadCmd() *cobra.Command {
 			}
 			names, err := imgs.Load(r, a.errOut)
 			if err != nil {
+				if input != "" {
+					return fmt.Errorf("%s: %w", input, err)
+				}
 				return err
 			}
 			for _, n := range names {
@@ -86,7 +89,7 @@ func (a *app) imageImportCmd() *cobra.Command {
 			}
 			img, err := imgs.Import(r, args[1])
 			if err != nil {
-				return err
+				return fmt.Errorf("image import %s: %w", args[0], err)
 			}
 			fmt.Fprintln(a.out, img.ID)
 			return nil
@@ -195,7 +198,7 @@ func (a *app) rmiCmd(use string) *cobra.Command {
 				fmt.Fprintf(a.out, "Untagged: %s\n", ref)
 			}
 			if len(errs) > 0 {
-				return fmt.Errorf("%s", strings.Join(errs, "\n"))
+				return fmt.Errorf("%s", strings.Join(errs, "; "))
 			}
 			return nil
 		},

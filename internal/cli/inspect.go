@@ -159,7 +159,7 @@ func (a *app) inspectCmd() *cobra.Command {
 				return err
 			}
 			if len(errs) > 0 {
-				return fmt.Errorf("%s", strings.Join(errs, "\n"))
+				return fmt.Errorf("%s", strings.Join(errs, "; "))
 			}
 			return nil
 		},

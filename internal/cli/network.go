@@ -109,7 +109,7 @@ func subnetSpecs(subnets, gateways, ranges, aux []string) ([]engine.SubnetSpec, 
 			}
 		}
 		if !placed {
-			return nil, fmt.Errorf("--aux-address %s=%s is in no --subnet", name, ip)
+			return nil, fmt.Errorf("--aux-address %q is in no --subnet", name+"="+ip)
 		}
 	}
 	return out, nil
@@ -379,7 +379,7 @@ func (a *app) networkInspectCmd() *cobra.Command {
 				return err
 			}
 			if len(missing) > 0 {
-				return fmt.Errorf("%s", strings.Join(missing, "\n"))
+				return fmt.Errorf("%s", strings.Join(missing, "; "))
 			}
 			return nil
 		},

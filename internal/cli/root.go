@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -58,10 +59,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &ex) {
 			return ex.code
 		}
-		fmt.Fprintf(stderr, "Error: %v\n", err)
+		fmt.Fprintf(stderr, "Error: %s\n", oneLine(err.Error()))
 		return 1
 	}
 	return 0
+}
+
+// oneLine folds a multi-line message (cobra's "Did you mean this?", joined
+// errors) into the one line every ctnet error is.
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // exitError passes a status through without printing anything more (for

@@ -49,13 +49,76 @@ func (s *Store) Load(r io.Reader, progress io.Writer) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load image: %w", err)
 	}
+	// A failed load leaves the store as it was: records it wrote are put
+	// back, layers and records it added are removed.
+	before, err := s.inventory()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
 	switch {
 	case entries["manifest.json"]:
-		return s.loadDocker(archive, progress)
+		names, err = s.loadDocker(archive, progress)
 	case entries["index.json"] && entries["oci-layout"]:
-		return s.loadOCI(archive, filepath.Join(work, "layout"), progress)
+		names, err = s.loadOCI(archive, filepath.Join(work, "layout"), progress)
 	default:
-		return nil, errors.New("load image: archive has neither manifest.json (docker save) nor index.json + oci-layout (OCI image layout)")
+		err = errors.New("load image: archive has neither manifest.json (docker save) nor index.json + oci-layout (OCI image layout)")
+	}
+	if err != nil {
+		s.restore(before)
+		return nil, err
+	}
+	return names, nil
+}
+
+// inventory is what a load may change: image records (with their content)
+// and layer directories.
+type inventory struct {
+	records map[string][]byte
+	layers  map[string]bool
+}
+
+func (s *Store) inventory() (inventory, error) {
+	inv := inventory{records: map[string][]byte{}, layers: map[string]bool{}}
+	for _, sub := range []string{"images", "layers"} {
+		ents, err := os.ReadDir(filepath.Join(s.dir, sub))
+		if err != nil {
+			return inv, fmt.Errorf("image store %s: %w", s.dir, err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(s.dir, sub, e.Name())
+			if sub == "layers" {
+				inv.layers[p] = true
+				continue
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return inv, fmt.Errorf("image store %s: %w", s.dir, err)
+			}
+			inv.records[p] = b
+		}
+	}
+	return inv, nil
+}
+
+func (s *Store) restore(inv inventory) {
+	now, err := s.inventory()
+	if err != nil {
+		return
+	}
+	for p := range now.layers {
+		if !inv.layers[p] {
+			os.RemoveAll(p)
+		}
+	}
+	for p, b := range now.records {
+		old, ok := inv.records[p]
+		switch {
+		case !ok:
+			os.Remove(p)
+		case string(old) != string(b):
+			os.WriteFile(p, old, 0o600)
+		}
 	}
 }
 
@@ -401,6 +464,10 @@ func tarNames(path string) (map[string]bool, error) {
 // extractPlain unpacks an OCI layout archive: only directories and regular
 // files, nothing outside dir.
 func extractPlain(archive, dir string) error {
+	// Some tar writers list only files: the layout's own folder comes first.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	f, err := os.Open(archive)
 	if err != nil {
 		return err

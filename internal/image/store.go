@@ -323,7 +323,8 @@ func NormalizeName(ref string) (string, error) {
 	if ref == "" || strings.ContainsAny(ref, "@ \t\n") {
 		return "", fmt.Errorf("invalid image reference %q (digests are not supported)", ref)
 	}
-	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"} {
+	orig := ref
+	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/", "library/"} {
 		if strings.HasPrefix(ref, p) {
 			ref = strings.TrimPrefix(ref, p)
 			break
@@ -332,8 +333,9 @@ func NormalizeName(ref string) (string, error) {
 	if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
 		ref += ":latest"
 	}
-	if strings.HasPrefix(ref, ":") || strings.HasSuffix(ref, ":") || strings.Contains(ref, "//") {
-		return "", fmt.Errorf("invalid image reference %q", ref)
+	repo := ref[:strings.LastIndex(ref, ":")]
+	if repo == "" || strings.HasSuffix(ref, ":") || strings.HasPrefix(repo, "/") || strings.HasSuffix(repo, "/") || strings.Contains(repo, "//") {
+		return "", fmt.Errorf("invalid image reference %q", orig)
 	}
 	return ref, nil
 }

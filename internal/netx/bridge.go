@@ -40,9 +40,9 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 		}
 	}()
 	if l == nil {
+		// No MTU here: see the explicit set below.
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
 			Name:         name,
-			MTU:          mtu,
 			TxQLen:       -1,
 			HardwareAddr: BridgeMAC(name),
 			Flags:        net.FlagUp,
@@ -65,8 +65,9 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 	changed := false
 	// An MTU given only at creation is not "set by the user" for the kernel,
 	// which then follows the smallest port and drifts back to 1500 when the
-	// last port leaves; setting it explicitly pins it.
-	if mtu > 0 && (created || l.Attrs().MTU != mtu) {
+	// last port leaves; a set that changes the MTU pins it (a set to the
+	// value it already has is ignored, hence none at creation).
+	if mtu > 0 && l.Attrs().MTU != mtu {
 		if err := h.LinkSetMTU(l, mtu); err != nil {
 			return nil, fmt.Errorf("bridge %q: set mtu %d: %w", name, mtu, err)
 		}
