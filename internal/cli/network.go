@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/ipam"
 )
 
 func (a *app) networkCmd() *cobra.Command {
@@ -74,43 +75,25 @@ func (a *app) networkCreateCmd() *cobra.Command {
 }
 
 // subnetSpecs pairs --gateway, --ip-range and --aux-address with the
-// --subnet that holds them, as Docker does.
+// --subnet that holds them, as the docker CLI does (ipam.FromFlags).
 func subnetSpecs(subnets, gateways, ranges, aux []string) ([]engine.SubnetSpec, error) {
-	if len(gateways) > len(subnets) {
-		return nil, fmt.Errorf("--gateway needs a --subnet to belong to (got %d gateways for %d subnets)", len(gateways), len(subnets))
+	plans, err := ipam.FromFlags(subnets, ranges, gateways, aux)
+	if err != nil {
+		return nil, err
 	}
-	if len(ranges) > len(subnets) {
-		return nil, fmt.Errorf("--ip-range needs a --subnet to belong to (got %d ranges for %d subnets)", len(ranges), len(subnets))
-	}
-	out := make([]engine.SubnetSpec, len(subnets))
-	for i, s := range subnets {
-		out[i].Subnet = s
-		if i < len(gateways) {
-			out[i].Gateway = gateways[i]
+	out := make([]engine.SubnetSpec, 0, len(plans))
+	for _, p := range plans {
+		spec := engine.SubnetSpec{Subnet: p.Prefix.String(), Gateway: p.Gateway.String()}
+		if p.Range.IsValid() {
+			spec.IPRange = p.Range.String()
 		}
-		if i < len(ranges) {
-			out[i].IPRange = ranges[i]
-		}
-	}
-	for _, kv := range aux {
-		name, ip, ok := strings.Cut(kv, "=")
-		if !ok || name == "" || ip == "" {
-			return nil, fmt.Errorf("--aux-address %q: want NAME=IP", kv)
-		}
-		placed := false
-		for i := range out {
-			if containsAddr(out[i].Subnet, ip) {
-				if out[i].AuxAddresses == nil {
-					out[i].AuxAddresses = map[string]string{}
-				}
-				out[i].AuxAddresses[name] = ip
-				placed = true
-				break
+		for name, a := range p.Aux {
+			if spec.AuxAddresses == nil {
+				spec.AuxAddresses = map[string]string{}
 			}
+			spec.AuxAddresses[name] = a.String()
 		}
-		if !placed {
-			return nil, fmt.Errorf("--aux-address %q is in no --subnet", name+"="+ip)
-		}
+		out = append(out, spec)
 	}
 	return out, nil
 }

@@ -17,7 +17,7 @@ func ParseAux(values []string) (map[string]string, error) {
 			return nil, errorf(ErrInvalid, "invalid aux-address %q: want NAME=IP, e.g. router=10.1.0.5", v)
 		}
 		if prev, dup := out[name]; dup {
-			return nil, errorf(ErrInvalid, "aux-address name %q is given twice (%s and %s)", name, prev, ip)
+			return nil, errorf(ErrInvalid, "aux-address name %q is given twice (%q and %q)", name, prev, ip)
 		}
 		out[name] = ip
 	}
@@ -38,9 +38,9 @@ func FromFlags(subnets, ipRanges, gateways, auxAddrs []string) ([]Subnet, error)
 	if len(subnets) == 0 {
 		switch {
 		case len(ipRanges) > 0:
-			return nil, errorf(ErrInvalid, "--ip-range %s needs a --subnet that contains it", ipRanges[0])
+			return nil, errorf(ErrInvalid, "--ip-range %q needs a --subnet that contains it", ipRanges[0])
 		case len(gateways) > 0:
-			return nil, errorf(ErrInvalid, "--gateway %s needs a --subnet that contains it", gateways[0])
+			return nil, errorf(ErrInvalid, "--gateway %q needs a --subnet that contains it", gateways[0])
 		case len(aux) > 0:
 			return nil, errorf(ErrInvalid, "--aux-address needs a --subnet that contains it")
 		}

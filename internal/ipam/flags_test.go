@@ -23,7 +23,7 @@ func TestParseAux(t *testing.T) {
 		{[]string{"router"}, `invalid aux-address "router": want NAME=IP, e.g. router=10.1.0.5`},
 		{[]string{"=10.1.0.5"}, `invalid aux-address "=10.1.0.5": want NAME=IP, e.g. router=10.1.0.5`},
 		{[]string{"router="}, `invalid aux-address "router=": want NAME=IP, e.g. router=10.1.0.5`},
-		{[]string{"r=10.1.0.5", "r=10.1.0.6"}, `aux-address name "r" is given twice (10.1.0.5 and 10.1.0.6)`},
+		{[]string{"r=10.1.0.5", "r=10.1.0.6"}, `aux-address name "r" is given twice ("10.1.0.5" and "10.1.0.6")`},
 	} {
 		_, err := ParseAux(tt.in)
 		if err == nil || err.Error() != tt.want {
@@ -69,8 +69,8 @@ func TestFromFlagsErrors(t *testing.T) {
 		subnets, ranges, gws, aux []string
 		want                      string
 	}{
-		{"range without subnet", nil, []string{"10.1.0.0/24"}, nil, nil, "--ip-range 10.1.0.0/24 needs a --subnet that contains it"},
-		{"gateway without subnet", nil, nil, []string{"10.1.0.1"}, nil, "--gateway 10.1.0.1 needs a --subnet that contains it"},
+		{"range without subnet", nil, []string{"10.1.0.0/24"}, nil, nil, "--ip-range \"10.1.0.0/24\" needs a --subnet that contains it"},
+		{"gateway without subnet", nil, nil, []string{"10.1.0.1"}, nil, "--gateway \"10.1.0.1\" needs a --subnet that contains it"},
 		{"aux without subnet", nil, nil, nil, []string{"r=10.1.0.1"}, "--aux-address needs a --subnet that contains it"},
 		{"bad aux", []string{"10.1.0.0/16"}, nil, nil, []string{"r"}, `invalid aux-address "r": want NAME=IP, e.g. router=10.1.0.5`},
 		{"bad subnet", []string{"10.1.0.0/16", "nope"}, nil, nil, nil, `invalid subnet "nope": want CIDR notation like 10.1.0.0/16`},
