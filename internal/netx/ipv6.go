@@ -3,7 +3,6 @@ package netx
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -58,35 +57,15 @@ func handleNS(h *netlink.Handle) (netns.NsHandle, error) {
 	return netns.NsHandle(fd), nil
 }
 
-// inNamespaces runs f on a locked OS thread; f may move the thread into
-// namespaces with enter. The thread's namespace is restored afterwards; if
-// that fails the thread stays locked and dies with the goroutine.
+// inNamespaces runs f on a throwaway thread; f may move it into namespaces
+// with enter.
 func inNamespaces(f func(enter func(netns.NsHandle) error) error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("get thread namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		moved := false
-		ferr := f(func(ns netns.NsHandle) error {
-			moved = true
+	return OnThrowawayThread(func() error {
+		return f(func(ns netns.NsHandle) error {
 			if err := netns.Set(ns); err != nil {
 				return fmt.Errorf("enter namespace: %w", err)
 			}
 			return nil
 		})
-		if moved {
-			if err := netns.Set(orig); err != nil {
-				errc <- fmt.Errorf("restore thread namespace: %w", err)
-				return // thread stays locked; the runtime discards it
-			}
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	})
 }

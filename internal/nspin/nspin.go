@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctnet/ctnet/internal/netx"
 )
 
 // New creates a fresh network namespace pinned at path, with lo up. On
@@ -34,34 +35,17 @@ func New(path string) (err error) {
 		}
 	}()
 
-	// Unshare on a locked thread that never runs anything else: if going
-	// back to the original namespace failed, the thread is dropped with it.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
+	err = netx.OnThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("unshare: %w", err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		err = unix.Mount(self, path, "", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("bind mount: %w", err)
+		if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount: %w", err)
 		}
-		if serr := netns.Set(orig); serr != nil {
-			done <- errors.Join(err, serr) // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- err
-	}()
-	if err := <-done; err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("pin %s: %w", path, err)
 	}
 	defer func() {

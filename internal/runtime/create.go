@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctnet/ctnet/internal/netx"
 )
 
 // Container is a created container, ready to Run or Start once.
@@ -184,7 +185,7 @@ func pinNewIPCNS(pin string) error {
 	if err := os.WriteFile(pin, nil, 0o600); err != nil {
 		return fmt.Errorf("ipc namespace pin: %w", err)
 	}
-	return onThrowawayThread(func() error {
+	return netx.OnThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
 			return fmt.Errorf("new ipc namespace: %w", err)
 		}
@@ -194,24 +195,6 @@ func pinNewIPCNS(pin string) error {
 		}
 		return nil
 	})
-}
-
-// onThrowawayThread runs fn on an OS thread that is discarded afterwards, so
-// fn may change the thread's namespaces. Never the main thread: Go keeps that
-// one when its goroutine exits locked, and /proc/self shows its namespaces.
-func onThrowawayThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// while this goroutine holds the main thread, the next one gets another
-			errc <- onThrowawayThread(fn)
-			goruntime.UnlockOSThread()
-			return
-		}
-		errc <- fn() // exits locked: the thread ends with it
-	}()
-	return <-errc
 }
 
 func isMountpoint(p string) bool {

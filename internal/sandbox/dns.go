@@ -2,11 +2,12 @@ package sandbox
 
 import (
 	"net"
-	"runtime"
 	"strings"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
+
+	"github.com/ctnet/ctnet/internal/netx"
 )
 
 // UpstreamDNS serves DNS on 203.0.113.1:53 (UDP) inside the upstream
@@ -66,38 +67,18 @@ func (s *Sandbox) ServeDNS(records map[string]string) *UpstreamDNS {
 }
 
 // listenIn opens a UDP socket inside the namespace at path; the socket keeps
-// that namespace after the thread goes back.
+// that namespace for its whole life.
 func listenIn(path, addr string) (net.PacketConn, error) {
-	type result struct {
-		pc  net.PacketConn
-		err error
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		pc, lerr := net.ListenPacket("udp", addr)
-		if err := netns.Set(orig); err != nil {
-			ch <- result{err: err} // leave the thread locked: it dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{pc, lerr}
-	}()
-	r := <-ch
-	return r.pc, r.err
+	defer ns.Close()
+	var pc net.PacketConn
+	err = netx.InNetNS(ns, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	})
+	return pc, err
 }
