@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -111,6 +112,10 @@ func New(t testing.TB) *Sandbox {
 		"sh", cg, s.RunRoot, resolv)
 	s.Upstream = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`mount -t sysfs sysfs /sys && echo ready && exec sleep infinity`)
+	// Runs before the holders are killed (cleanups run last-in first-out):
+	// containers' monitors and the resolver were started in the sandbox
+	// and would outlive it.
+	t.Cleanup(s.killLeftovers)
 	h, u := s.Host, s.Upstream
 	h.MustRun("ip", "link", "add", "eth0", "mtu", strconv.Itoa(UplinkMTU), "type", "veth",
 		"peer", "name", "eth0", "netns", strconv.Itoa(u.PID))
@@ -164,6 +169,58 @@ func (s *Sandbox) holder(in *NS, name string, args ...string) *NS {
 		s.t.Fatalf("namespace holder %s: %q %v\n%s", name, line, err, stderr.String())
 	}
 	return &NS{PID: cmd.Process.Pid, t: s.t}
+}
+
+// killLeftovers ends every process that runs in the sandbox's mount
+// namespace (monitors, the resolver) and everything below them (containers),
+// so nothing the test started outlives it.
+func (s *Sandbox) killLeftovers() {
+	mnt, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", s.Host.PID))
+	if err != nil {
+		return
+	}
+	parent := map[int]int{}
+	var roots []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == s.Host.PID {
+			continue
+		}
+		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+			// pid (comm) state ppid …; comm may hold spaces, so cut after ')'.
+			if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 1 {
+				parent[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err == nil && l == mnt {
+			roots = append(roots, pid)
+		}
+	}
+	doomed := map[int]bool{}
+	for _, r := range roots {
+		doomed[r] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for pid, pp := range parent {
+			if doomed[pp] && !doomed[pid] {
+				doomed[pid], changed = true, true
+			}
+		}
+	}
+	for pid := range doomed {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	// With their processes gone, removing the containers lets the OCI
+	// runtime delete their cgroups and mounts.
+	if binPath == "" {
+		return
+	}
+	out, _, err := s.Ctnet("ps", "-aq", "--no-trunc")
+	if ids := strings.Fields(out); err == nil && len(ids) > 0 {
+		s.Ctnet(append([]string{"rm", "-f"}, ids...)...)
+	}
 }
 
 // Netns makes a fresh, empty network namespace in the sandbox (a stand-in for
