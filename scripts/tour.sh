@@ -31,8 +31,10 @@ mkdir -p /run/netns && mount -t tmpfs tmpfs /run/netns
 export CTNET_ROOT=$state/root CTNET_RUN_ROOT=$state/run PATH="$PWD:$PATH"
 pids=()
 cleanup() {
+	# A tour stopped half-way still removes its containers (and their monitors).
+	ctnet ps -aq --no-trunc 2>/dev/null | xargs -r ctnet rm -f >/dev/null 2>&1 || true
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	rmdir "$state" 2>/dev/null || true
+	umount -l "$state" 2>/dev/null; rmdir "$state" 2>/dev/null || true
 }
 trap cleanup EXIT
 
