@@ -24,13 +24,15 @@ func portKey(m portspec.Mapping) string {
 	return fmt.Sprintf("%s/%d/%s", m.Proto, m.HostPort, m.HostIP)
 }
 
-// portOwner returns the container holding a host port that overlaps m
-// (same protocol and port, and the same address or a wildcard on either side).
+// portOwner returns the container holding a host port that overlaps m: same
+// protocol and port, and the same address or a wildcard of the same family
+// on either side (m without an address means every address of both).
 func portOwner(tx store.Tx, m portspec.Mapping) string {
 	var owner string
 	tx.ForEach(store.Ports, fmt.Sprintf("%s/%d/", m.Proto, m.HostPort), func(k string, v []byte) error {
 		ip, err := netip.ParseAddr(k[strings.LastIndex(k, "/")+1:])
-		if err != nil || ip.IsUnspecified() || !m.HostIP.IsValid() || m.HostIP.IsUnspecified() || ip == m.HostIP {
+		if err != nil || !m.HostIP.IsValid() ||
+			(ip.Is4() == m.HostIP.Is4() && (ip.IsUnspecified() || m.HostIP.IsUnspecified() || ip == m.HostIP)) {
 			owner = string(v)
 		}
 		return nil
@@ -82,6 +84,14 @@ func ephemeralRange() (uint16, uint16) {
 func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool) ([]portspec.Mapping, error) {
 	if len(ms) == 0 {
 		return nil, nil
+	}
+	for _, m := range ms {
+		switch {
+		case m.HostIP.Is6() && m.HostIP.IsLoopback():
+			return nil, fmt.Errorf("port %s: publishing on [::1] cannot work: IPv6 has no route_localnet, so the kernel never forwards loopback traffic to a container; publish on 127.0.0.1, or on [::] for every IPv6 address", m)
+		case m.HostIP.Is6() && !ipv6:
+			return nil, fmt.Errorf("port %s: the network has no IPv6, so the container has no IPv6 address to forward to; use a network made with --ipv6, or an IPv4 host address", m)
+		}
 	}
 	lo, hi := ephemeralRange()
 	taken := func(m portspec.Mapping) bool { return portOwner(tx, m) != "" || hostListens(m) }

@@ -40,12 +40,12 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 		}
 	}()
 	if l == nil {
-		// No MTU here: see the explicit set below.
+		// No MTU here: see the explicit set below. Born down, so that
+		// duplicate address detection is off before its link-local exists.
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
 			Name:         name,
 			TxQLen:       -1,
 			HardwareAddr: BridgeMAC(name),
-			Flags:        net.FlagUp,
 		}}
 		// STP is off by default in the kernel; ctnet never turns it on.
 		err := h.LinkAdd(br)
@@ -72,6 +72,15 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 			return nil, fmt.Errorf("bridge %q: set mtu %d: %w", name, mtu, err)
 		}
 		changed = true
+	}
+	if created {
+		// The bridge's MAC is ctnet's own (BridgeMAC), so its link-local
+		// address cannot clash; waiting a second for DAD would only keep
+		// the bridge from answering IPv6 neighbours (first connections to
+		// a published port on IPv6 stalled on it).
+		if err := setSysctlIn(h, "/proc/sys/net/ipv6/conf/"+name+"/accept_dad", "0"); err != nil {
+			return nil, fmt.Errorf("bridge %q: %w", name, err)
+		}
 	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(l); err != nil {

@@ -36,6 +36,23 @@ func disableIPv6(h *netlink.Handle, s VethSpec) error {
 	})
 }
 
+// setSysctlIn writes a /proc/sys/net value in h's namespace. A kernel
+// without IPv6 has no ipv6 tree: that is not an error.
+func setSysctlIn(h *netlink.Handle, path, value string) error {
+	ns, err := handleNS(h)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return InNetNS(ns, func() error {
+		err := os.WriteFile(path, []byte(value), 0)
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
+		}
+		return nil
+	})
+}
+
 func writeDisableIPv6(ifname string) error {
 	p := "/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"
 	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
