@@ -119,6 +119,14 @@ func TestReconcileRepairsKernel(t *testing.T) {
 	if err := a.Ping(sandbox.UpstreamAddr); err != nil {
 		t.Errorf("after reconcile: %v", err)
 	}
+	// A gateway address removed from the bridge comes back.
+	s.Host.MustRun("ip", "addr", "del", "10.20.0.1/24", "dev", strings.TrimSpace(s.MustCtnet("network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.name"}}`, "web")))
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "gateway address 10.20.0.1/24 was missing") {
+		t.Errorf("reconcile after the gateway was removed:\n%s", out)
+	}
+	if err := a.Ping("10.20.0.1"); err != nil {
+		t.Errorf("gateway after reconcile: %v", err)
+	}
 	// A veth that no endpoint owns is removed.
 	s.Host.MustRun("ip", "link", "add", "vethdead000", "master", "ctnet0", "type", "veth", "peer", "name", "vethdead001")
 	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "deleted veth vethdead000") {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -97,11 +98,16 @@ func (e *Engine) Reconcile() ([]string, error) {
 		for i := range nets {
 			n := &nets[i]
 			ours[n.Bridge] = n
-			if byName[n.Bridge] == nil {
+			if br := byName[n.Bridge]; br == nil {
 				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
 					return err
 				}
 				logf("recreated bridge %s of network %q", n.Bridge, n.Name)
+			} else if what := e.bridgeDrift(br, n); what != "" {
+				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
+					return err
+				}
+				logf("repaired bridge %s of network %q: %s", n.Bridge, n.Name, what)
 			}
 			rules = append(rules, n.driverNet().Rules())
 		}
@@ -315,6 +321,31 @@ func reclaiming(tx store.Tx, hostIf string) bool {
 func offBridge(byName map[string]netlink.Link, hostIf, bridge string) bool {
 	br := byName[bridge]
 	return br == nil || byName[hostIf].Attrs().MasterIndex != br.Attrs().Index
+}
+
+// bridgeDrift says what of a network's bridge differs from the store: a
+// gateway address gone, another MTU, down.
+func (e *Engine) bridgeDrift(br netlink.Link, n *Network) string {
+	if br.Attrs().MTU != n.MTU {
+		return fmt.Sprintf("MTU %d instead of %d", br.Attrs().MTU, n.MTU)
+	}
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		return "it was down"
+	}
+	addrs, err := e.host.AddrList(br, netlink.FAMILY_ALL)
+	if err != nil {
+		return ""
+	}
+	for _, gw := range n.driverNet().Gateways {
+		found := false
+		for _, a := range addrs {
+			found = found || a.IPNet.String() == gw.String()
+		}
+		if !found {
+			return "gateway address " + gw.String() + " was missing"
+		}
+	}
+	return ""
 }
 
 func networkByID(nets []Network, id string) *Network {
