@@ -185,6 +185,15 @@ func TestStaleStateRepairedOnTheWay(t *testing.T) {
 	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); !strings.Contains(nft, "8080") {
 		t.Errorf("the new port is not in the restored table:\n%s", nft)
 	}
+	// Deleted again; creating a network brings all of it back too.
+	s.Host.MustRun("nft", "delete", "table", "inet", "ctnet")
+	s.MustCtnet("network", "create", "later")
+	if err := b.Ping(sandbox.UpstreamAddr); err != nil {
+		t.Errorf("masquerade not restored by network create: %v", err)
+	}
+	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); !strings.Contains(nft, "8080") {
+		t.Errorf("the port is not in the table restored by network create:\n%s", nft)
+	}
 	if out := s.MustCtnet("system", "reconcile"); out != "" {
 		t.Errorf("reconcile still found work:\n%s", out)
 	}

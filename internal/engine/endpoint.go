@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/driver/bridge"
+	"github.com/ctnet/ctnet/internal/firewall"
 	"github.com/ctnet/ctnet/internal/ipam"
 	"github.com/ctnet/ctnet/internal/netx"
 	"github.com/ctnet/ctnet/internal/store"
@@ -33,17 +34,27 @@ type AttachSpec struct {
 }
 
 // Attach connects a network namespace to a network: a veth pair, addresses,
-// routes, a lease. On failure nothing is left. A bridge found missing is
-// stale state: reconcile repairs it and the attach is tried once more.
-func (e *Engine) Attach(spec AttachSpec) (*Endpoint, error) {
-	ep, err := e.attach(spec)
-	if errors.Is(err, bridge.ErrBridgeMissing) {
-		if _, rerr := e.Reconcile(); rerr != nil {
-			return nil, errors.Join(err, rerr)
-		}
+// routes, a lease. On failure nothing is left; stale state met on the way is
+// repaired (see repairing).
+func (e *Engine) Attach(spec AttachSpec) (ep *Endpoint, err error) {
+	err = e.repairing(func() error {
 		ep, err = e.attach(spec)
-	}
+		return err
+	})
 	return ep, err
+}
+
+// repairing runs op; if op met stale state (a bridge or the firewall table
+// deleted behind ctnet's back), reconcile repairs it and op runs once more.
+func (e *Engine) repairing(op func() error) error {
+	err := op()
+	if errors.Is(err, bridge.ErrBridgeMissing) || errors.Is(err, firewall.ErrNoTable) {
+		if _, rerr := e.Reconcile(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		err = op()
+	}
+	return err
 }
 
 func (e *Engine) attach(spec AttachSpec) (*Endpoint, error) {

@@ -83,10 +83,12 @@ func (e *Engine) CreateNetwork(spec NetworkSpec) (*Network, error) {
 		return nil, err
 	}
 	var n *Network
-	err := e.store.Update(func(tx store.Tx) error {
-		var err error
-		n, err = e.createNetwork(tx, spec)
-		return err
+	err := e.repairing(func() error {
+		return e.store.Update(func(tx store.Tx) error {
+			var err error
+			n, err = e.createNetwork(tx, spec)
+			return err
+		})
 	})
 	return n, err
 }

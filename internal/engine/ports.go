@@ -175,13 +175,12 @@ func (e *Engine) publish(c *Container) error {
 	if err != nil {
 		return err
 	}
-	// Publishing into a table someone deleted would bring back only these
-	// elements; reconcile brings back everything, these ports included.
-	if ok, err := fw.Present(); err != nil || !ok {
-		_, err := e.Reconcile()
-		return err
+	err = fw.Publish(ports)
+	if errors.Is(err, firewall.ErrNoTable) {
+		// Reconcile brings back the whole table, these ports included.
+		_, err = e.Reconcile()
 	}
-	if err := fw.Publish(ports); err != nil {
+	if err != nil {
 		return fmt.Errorf("container %q: %w", c.Name, err)
 	}
 	crashPoint("publish")

@@ -96,29 +96,10 @@ func (e *Engine) Reconcile() ([]string, error) {
 		ours := map[string]*Network{}
 		var rules []firewall.Network
 		for i := range nets {
-			n := &nets[i]
-			ours[n.Bridge] = n
-			if br := byName[n.Bridge]; br == nil {
-				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
-					return err
-				}
-				logf("recreated bridge %s of network %q", n.Bridge, n.Name)
-			} else if what := e.bridgeDrift(br, n); what != "" {
-				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
-					return err
-				}
-				logf("repaired bridge %s of network %q: %s", n.Bridge, n.Name, what)
-			}
-			rules = append(rules, n.driverNet().Rules())
+			ours[nets[i].Bridge] = &nets[i]
+			rules = append(rules, nets[i].driverNet().Rules())
 		}
-		for _, l := range links {
-			if _, ok := l.(*netlink.Bridge); ok && strings.HasPrefix(l.Attrs().Alias, bridge.AliasPrefix) && ours[l.Attrs().Name] == nil {
-				if err := netx.DeleteLink(e.host, l.Attrs().Name); err != nil {
-					return err
-				}
-				logf("deleted bridge %s: no network owns it", l.Attrs().Name)
-			}
-		}
+		// The table first: recreating a bridge adds its network's elements to it.
 		fw, err := e.firewall()
 		if err != nil {
 			return err
@@ -141,6 +122,28 @@ func (e *Engine) Reconcile() ([]string, error) {
 		}
 		for _, c := range fwChanges {
 			logf("firewall: %s", c)
+		}
+		for i := range nets {
+			n := &nets[i]
+			if br := byName[n.Bridge]; br == nil {
+				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
+					return err
+				}
+				logf("recreated bridge %s of network %q", n.Bridge, n.Name)
+			} else if what := e.bridgeDrift(br, n); what != "" {
+				if err := e.bridge.EnsureNetwork(n.driverNet()); err != nil {
+					return err
+				}
+				logf("repaired bridge %s of network %q: %s", n.Bridge, n.Name, what)
+			}
+		}
+		for _, l := range links {
+			if _, ok := l.(*netlink.Bridge); ok && strings.HasPrefix(l.Attrs().Alias, bridge.AliasPrefix) && ours[l.Attrs().Name] == nil {
+				if err := netx.DeleteLink(e.host, l.Attrs().Name); err != nil {
+					return err
+				}
+				logf("deleted bridge %s: no network owns it", l.Attrs().Name)
+			}
 		}
 
 		// Endpoints: forget those whose namespace is gone.

@@ -146,8 +146,13 @@ func queue(c *nftables.Conn, sets map[string]*nftables.Set, add bool, els []elem
 	return nil
 }
 
-// add queues els and flushes; if the table is missing it creates the whole
-// table with els in the same batch.
+// ErrNoTable says ctnet's table is gone (someone deleted it). Adding elements
+// then would bring back a table that holds only them; Ensure with the whole
+// state is the repair.
+var ErrNoTable = errors.New("table inet " + TableName + " is missing (deleted behind ctnet's back?); `ctnet system reconcile` rebuilds it")
+
+// add queues els and flushes; if the table is missing it changes nothing and
+// says so with ErrNoTable.
 func (f *Firewall) add(els []element) error {
 	c, err := f.connLocked()
 	if err != nil {
@@ -168,15 +173,7 @@ func (f *Firewall) add(els []element) error {
 	if present {
 		return ferr
 	}
-	sets, err := addLayout(c)
-	if err == nil {
-		err = queue(c, sets, true, els)
-	}
-	if err != nil {
-		f.discard()
-		return err
-	}
-	return c.Flush()
+	return ErrNoTable
 }
 
 // del removes els; elements (or the table) already gone are not errors.
@@ -237,7 +234,8 @@ func setNames(els []element) []string {
 	return names
 }
 
-// AddNetwork adds the network's elements in one batch, creating the table if missing.
+// AddNetwork adds the network's elements in one batch (ErrNoTable if the
+// table is missing: Ensure makes it).
 func (f *Firewall) AddNetwork(n Network) error {
 	els, err := n.elements()
 	if err != nil {
@@ -276,8 +274,8 @@ func (f *Firewall) DelNetwork(n Network) error {
 	return nil
 }
 
-// Publish adds ports (typically one container's) in one batch, creating the
-// table if missing. Publishing an existing identical port is a no-op; a host
+// Publish adds ports (typically one container's) in one batch (ErrNoTable if
+// the table is missing: Ensure makes it). Publishing an existing identical port is a no-op; a host
 // port already mapped elsewhere is an error and changes nothing.
 func (f *Firewall) Publish(ports []Port) error {
 	els, err := portElements(ports)

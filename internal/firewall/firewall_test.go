@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -63,6 +64,17 @@ func (s *sandbox) firewall(tb testing.TB) *Firewall {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { f.Close() })
+	return f
+}
+
+// firewallWithTable is firewall with the empty table made, as ctnet's first
+// reconcile makes it: element changes need the table.
+func (s *sandbox) firewallWithTable(tb testing.TB) *Firewall {
+	tb.Helper()
+	f := s.firewall(tb)
+	if _, err := f.Ensure(nil, nil); err != nil {
+		tb.Fatal(err)
+	}
 	return f
 }
 
@@ -185,7 +197,7 @@ func TestGolden(t *testing.T) {
 // The incremental calls must produce exactly what Ensure produces.
 func TestIncrementalMatchesEnsure(t *testing.T) {
 	sb := newSandbox(t)
-	f := sb.firewall(t)
+	f := sb.firewallWithTable(t)
 	for _, n := range []Network{netDefault, netNoICC} {
 		if err := f.AddNetwork(n); err != nil {
 			t.Fatal(err)
@@ -283,7 +295,7 @@ func TestForeignTableUntouched(t *testing.T) {
 
 func TestUnpublishRemovesExactlyItsElements(t *testing.T) {
 	sb := newSandbox(t)
-	f := sb.firewall(t)
+	f := sb.firewallWithTable(t)
 	if err := f.AddNetwork(netDefault); err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +338,7 @@ func TestUnpublishRemovesExactlyItsElements(t *testing.T) {
 
 func TestUnpublishStaleTarget(t *testing.T) {
 	sb := newSandbox(t)
-	f := sb.firewall(t)
+	f := sb.firewallWithTable(t)
 	if err := f.Publish(somePorts[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +354,7 @@ func TestUnpublishStaleTarget(t *testing.T) {
 
 func TestPublishConflict(t *testing.T) {
 	sb := newSandbox(t)
-	f := sb.firewall(t)
+	f := sb.firewallWithTable(t)
 	if err := f.Publish(somePorts[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -396,5 +408,21 @@ func TestPortValidation(t *testing.T) {
 	}
 	if _, err := (Network{Bridge: "a-name-that-is-too-long"}).elements(); err == nil {
 		t.Error("long bridge name accepted")
+	}
+}
+
+// Without the table, element changes change nothing and say so: a table
+// holding only these elements would hide every other network and port.
+func TestAddWithoutTable(t *testing.T) {
+	sb := newSandbox(t)
+	f := sb.firewall(t)
+	if err := f.AddNetwork(netDefault); !errors.Is(err, ErrNoTable) {
+		t.Errorf("AddNetwork without table: %v, want ErrNoTable", err)
+	}
+	if err := f.Publish(somePorts[:1]); !errors.Is(err, ErrNoTable) {
+		t.Errorf("Publish without table: %v, want ErrNoTable", err)
+	}
+	if out := sb.nft(t, "list", "tables"); strings.Contains(out, TableName) {
+		t.Errorf("a table was made:\n%s", out)
 	}
 }

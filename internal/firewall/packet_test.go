@@ -167,7 +167,7 @@ func testPackets(t *testing.T, brNetfilter bool) {
 		must(t, brnf, os.WriteFile(brnf, []byte(map[bool]string{true: "1", false: "0"}[brNetfilter]), 0o644))
 	}
 
-	f := sb.firewall(t)
+	f := sb.firewallWithTable(t)
 	must(t, "add network", f.AddNetwork(Network{Bridge: "ctnet0", Subnets: []*net.IPNet{cidr("10.88.0.0/24")}, Masquerade: true, ICC: true}))
 	c := net.ParseIP("10.88.0.2")
 	must(t, "publish", f.Publish([]Port{
