@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,8 +119,9 @@ func (a *app) psCmd() *cobra.Command {
 				return err
 			}
 			var rows []psRow
-			for i := len(cs) - 1; i >= 0; i-- {
-				c := cs[i]
+			// Newest first, as Docker lists them.
+			sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.After(cs[j].Created) })
+			for _, c := range cs {
 				if !all && !c.Status.Running {
 					continue
 				}
@@ -143,7 +145,6 @@ func (a *app) psCmd() *cobra.Command {
 					Networks: strings.Join(nets, ","), Ports: portspec.DisplayPorts(publishedNow(c)),
 				})
 			}
-			sortPs(rows, cs)
 			if quiet {
 				format = "{{.ID}}"
 			}
@@ -159,19 +160,6 @@ func (a *app) psCmd() *cobra.Command {
 	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	f.StringVar(&format, "format", "", "format output with a Go template, 'table TEMPLATE' or 'json'")
 	return cmd
-}
-
-// sortPs keeps rows newest first, as Docker does.
-func sortPs(rows []psRow, cs []engine.ContainerInfo) {
-	created := map[string]time.Time{}
-	for _, c := range cs {
-		created[c.Name] = c.Created
-	}
-	for i := 1; i < len(rows); i++ {
-		for j := i; j > 0 && created[rows[j].Names].After(created[rows[j-1].Names]); j-- {
-			rows[j], rows[j-1] = rows[j-1], rows[j]
-		}
-	}
 }
 
 func statusText(s ocirt.Status) string {

@@ -398,54 +398,63 @@ type ContainerInfo struct {
 
 // Containers lists every container with its status.
 func (e *Engine) Containers() ([]ContainerInfo, error) {
-	var cs []Container
-	var eps []Endpoint
+	var out []ContainerInfo
 	err := e.store.View(func(tx store.Tx) error {
-		var err error
-		if cs, err = listJSON[Container](tx, store.Containers, ""); err != nil {
+		cs, err := listJSON[Container](tx, store.Containers, "")
+		if err != nil {
 			return err
 		}
-		eps, err = listJSON[Endpoint](tx, store.Endpoints, "")
+		for _, c := range cs {
+			info, err := containerInfo(tx, c)
+			if err != nil {
+				return err
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	for i := range out {
+		out[i].Status = e.status(&out[i].Container)
+	}
+	return out, err
+}
+
+// InspectContainer returns one container with its status and endpoints.
+func (e *Engine) InspectContainer(ref string) (*ContainerInfo, error) {
+	var info ContainerInfo
+	err := e.store.View(func(tx store.Tx) error {
+		c, err := findContainer(tx, ref)
+		if err != nil {
+			return err
+		}
+		info, err = containerInfo(tx, *c)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ContainerInfo, 0, len(cs))
-	for _, c := range cs {
-		info := ContainerInfo{Container: c}
-		if rt, err := e.runtimeFor(c.Runtime); err == nil {
-			info.Status, _ = rt.State(c.ID)
-		}
-		if info.Status.Status == "" {
-			info.Status.Status = "created"
-		}
-		for _, ep := range eps {
-			if ep.Container == c.ID {
-				info.Endpoints = append(info.Endpoints, ep)
-			}
-		}
-		out = append(out, info)
-	}
-	return out, nil
+	info.Status = e.status(&info.Container)
+	return &info, nil
 }
 
-// InspectContainer returns one container with its status and endpoints.
-func (e *Engine) InspectContainer(ref string) (*ContainerInfo, error) {
-	c, err := e.Container(ref)
-	if err != nil {
-		return nil, err
+// containerInfo is a container with its own endpoints (status comes later,
+// outside the transaction: asking the OCI runtime can take a while).
+func containerInfo(tx store.Tx, c Container) (ContainerInfo, error) {
+	eps, err := listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(c.ID))
+	return ContainerInfo{Container: c, Endpoints: eps}, err
+}
+
+// status asks the OCI runtime how the container is; one never started is
+// "created".
+func (e *Engine) status(c *Container) ocirt.Status {
+	var st ocirt.Status
+	if rt, err := e.runtimeFor(c.Runtime); err == nil {
+		st, _ = rt.State(c.ID)
 	}
-	all, err := e.Containers()
-	if err != nil {
-		return nil, err
+	if st.Status == "" {
+		st.Status = "created"
 	}
-	for i := range all {
-		if all[i].ID == c.ID {
-			return &all[i], nil
-		}
-	}
-	return nil, &NotFoundError{Kind: "container", Ref: ref, Hint: "list containers with `ctnet ps -a`"}
+	return st
 }
 
 // Exec runs a command in a running container.
@@ -507,14 +516,7 @@ func (e *Engine) LogPath(ref string) (string, *Container, error) {
 }
 
 // Running reports whether the container's main process still runs.
-func (e *Engine) Running(c *Container) bool {
-	rt, err := e.runtimeFor(c.Runtime)
-	if err != nil {
-		return false
-	}
-	st, _ := rt.State(c.ID)
-	return st.Running
-}
+func (e *Engine) Running(c *Container) bool { return e.status(c).Running }
 
 func (e *Engine) containerRuntime(ref string) (*Container, *ocirt.Runtime, error) {
 	if err := RequireRoot(); err != nil {
