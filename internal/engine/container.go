@@ -213,9 +213,12 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 		}
 		crashPoint("run-netns")
 		if c.NetworkMode != "none" {
-			_, err := e.Attach(AttachSpec{
-				Network: c.NetworkMode, NetNS: c.NetNS, IfName: "eth0", IP: spec.IP, IP6: spec.IP6,
-				MAC: spec.MAC, Aliases: spec.Aliases, Container: c.ID, Name: c.Name,
+			err := e.repairing(func() error { // prepared above already
+				_, err := e.attach(AttachSpec{
+					Network: c.NetworkMode, NetNS: c.NetNS, IfName: "eth0", IP: spec.IP, IP6: spec.IP6,
+					MAC: spec.MAC, Aliases: spec.Aliases, Container: c.ID, Name: c.Name,
+				})
+				return err
 			})
 			if err != nil {
 				return nil, -1, fmt.Errorf("container %q: %w", c.Name, err)

@@ -37,6 +37,12 @@ type AttachSpec struct {
 // routes, a lease. On failure nothing is left; stale state met on the way is
 // repaired (see repairing).
 func (e *Engine) Attach(spec AttachSpec) (ep *Endpoint, err error) {
+	if err := RequireRoot(); err != nil {
+		return nil, err
+	}
+	if err := e.prepare(); err != nil {
+		return nil, err
+	}
 	err = e.repairing(func() error {
 		ep, err = e.attach(spec)
 		return err
@@ -58,12 +64,6 @@ func (e *Engine) repairing(op func() error) error {
 }
 
 func (e *Engine) attach(spec AttachSpec) (*Endpoint, error) {
-	if err := RequireRoot(); err != nil {
-		return nil, err
-	}
-	if err := e.prepare(); err != nil {
-		return nil, err
-	}
 	ns, key, err := openNetNS(spec.NetNS)
 	if err != nil {
 		return nil, err
