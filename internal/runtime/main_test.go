@@ -7,15 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/image/imagetest"
+	"github.com/ctnet/ctnet/internal/nspin"
 	ocirt "github.com/ctnet/ctnet/internal/runtime"
 )
 
@@ -85,24 +83,15 @@ func newEnv(t *testing.T, binary string) *env {
 	return &env{rt: rt, img: img, netns: newNetNS(t, dir), dir: dir}
 }
 
-// newNetNS pins a new, empty network namespace on a throw-away thread; the
+// newNetNS pins a new network namespace (nspin, as ctnet does); the
 // machine's own namespace is never touched.
 func newNetNS(t *testing.T, dir string) string {
 	t.Helper()
 	pin := filepath.Join(dir, "rt-netns")
-	if err := os.WriteFile(pin, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := onThrowawayThread(func() error {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return err
-		}
-		return unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), pin, "", unix.MS_BIND, "")
-	})
-	if err != nil {
+	if err := nspin.New(pin); err != nil {
 		t.Fatalf("new netns: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(pin, unix.MNT_DETACH) })
+	t.Cleanup(func() { nspin.Remove(pin) })
 	return pin
 }
 
@@ -155,20 +144,4 @@ func (e *env) exec(t *testing.T, id string, args ...string) (string, int) {
 		t.Fatal(err)
 	}
 	return out.String(), code
-}
-
-// onThrowawayThread runs fn on an OS thread that ends afterwards, never the
-// main one (Go keeps that thread, and /proc/self shows its namespaces).
-func onThrowawayThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			errc <- onThrowawayThread(fn)
-			goruntime.UnlockOSThread()
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
