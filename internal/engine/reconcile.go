@@ -202,67 +202,36 @@ func (e *Engine) Reconcile() ([]string, error) {
 			}
 		}
 
-		var gone []string
-		tx.ForEach(store.Meta, reclaimPrefix, func(k string, v []byte) error {
-			if byName[strings.TrimPrefix(k, reclaimPrefix)] == nil {
-				gone = append(gone, k)
-			}
-			return nil
-		})
-		for _, k := range gone {
-			if err := tx.Delete(store.Meta, k); err != nil {
-				return err
-			}
+		if err := prune(tx, store.Meta, reclaimPrefix, func(k string, _ []byte) bool {
+			return byName[strings.TrimPrefix(k, reclaimPrefix)] == nil
+		}, nil); err != nil {
+			return err
 		}
 
 		// Leases and bookkeeping that nothing owns any more.
-		netIDs := map[string]bool{}
-		for _, n := range nets {
-			netIDs[n.ID] = true
+		if err := prune(tx, store.Leases, "", func(_ string, v []byte) bool { return !live[string(v)] },
+			func(k string) { logf("released lease %s: no endpoint holds it", k) }); err != nil {
+			return err
 		}
-		var stale []string
-		tx.ForEach(store.Leases, "", func(k string, v []byte) error {
-			if !live[string(v)] {
-				stale = append(stale, k)
-			}
-			return nil
-		})
-		for _, k := range stale {
-			if err := tx.Delete(store.Leases, k); err != nil {
-				return err
-			}
-			logf("released lease %s: no endpoint holds it", k)
-		}
-		stale = stale[:0]
 		owners := map[string]bool{}
 		for _, ep := range eps {
 			if live[ep.Key()] && ep.Container != "" {
 				owners[ep.Container] = true
 			}
 		}
-		tx.ForEach(store.Ports, "", func(k string, v []byte) error {
-			if !owners[string(v)] {
-				stale = append(stale, k)
-			}
-			return nil
-		})
-		for _, k := range stale {
-			if err := tx.Delete(store.Ports, k); err != nil {
-				return err
-			}
-			logf("freed host port %s: no running container publishes it", k)
+		if err := prune(tx, store.Ports, "", func(_ string, v []byte) bool { return !owners[string(v)] },
+			func(k string) { logf("freed host port %s: no running container publishes it", k) }); err != nil {
+			return err
 		}
-		stale = stale[:0]
-		tx.ForEach(store.Meta, "last/", func(k string, v []byte) error {
-			if id, _, _ := strings.Cut(strings.TrimPrefix(k, "last/"), "/"); !netIDs[id] {
-				stale = append(stale, k)
-			}
-			return nil
-		})
-		for _, k := range stale {
-			if err := tx.Delete(store.Meta, k); err != nil {
-				return err
-			}
+		netIDs := map[string]bool{}
+		for _, n := range nets {
+			netIDs[n.ID] = true
+		}
+		if err := prune(tx, store.Meta, "last/", func(k string, _ []byte) bool {
+			id, _, _ := strings.Cut(strings.TrimPrefix(k, "last/"), "/")
+			return !netIDs[id]
+		}, nil); err != nil {
+			return err
 		}
 		return tx.Put(store.Meta, bootKey, bootID())
 	})
@@ -278,6 +247,30 @@ func (e *Engine) Reconcile() ([]string, error) {
 		logf("embedded DNS: rewrote its records to match the containers")
 	}
 	return changes, nil
+}
+
+// prune deletes the keys under prefix that stale picks, telling each to
+// logged (if set). Keys are collected first: a bucket must not change under
+// its own cursor.
+func prune(tx store.Tx, bucket, prefix string, stale func(string, []byte) bool, logged func(string)) error {
+	var doomed []string
+	if err := tx.ForEach(bucket, prefix, func(k string, v []byte) error {
+		if stale(k, v) {
+			doomed = append(doomed, k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := tx.Delete(bucket, k); err != nil {
+			return err
+		}
+		if logged != nil {
+			logged(k)
+		}
+	}
+	return nil
 }
 
 // rejoin recreates the veth pair of an endpoint whose namespace lives on,
