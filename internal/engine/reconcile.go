@@ -83,7 +83,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 		if err != nil {
 			return err
 		}
-		links, err := e.host.LinkList()
+		links, err := netx.Links(e.host)
 		if err != nil {
 			return fmt.Errorf("list host links: %w", err)
 		}
@@ -328,7 +328,7 @@ func (e *Engine) bridgeDrift(br netlink.Link, n *Network) string {
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		return "it was down"
 	}
-	addrs, err := e.host.AddrList(br, netlink.FAMILY_ALL)
+	addrs, err := netx.Addrs(e.host, br)
 	if err != nil {
 		return ""
 	}

@@ -106,7 +106,7 @@ func ensureAddrs(h *netlink.Handle, l netlink.Link, addrs []*net.IPNet) error {
 	if len(addrs) == 0 {
 		return nil
 	}
-	have, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	have, err := Addrs(h, l)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}

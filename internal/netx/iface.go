@@ -68,7 +68,7 @@ func defaultDst(gw net.IP) *net.IPNet {
 // NextIfName returns the first of prefix0, prefix1, ... that no link in
 // ch's namespace is called.
 func NextIfName(ch *netlink.Handle, prefix string) (string, error) {
-	links, err := retryDump(ch.LinkList)
+	links, err := Links(ch)
 	if err != nil {
 		return "", fmt.Errorf("list links: %w", err)
 	}
@@ -93,7 +93,7 @@ func NextIfName(ch *netlink.Handle, prefix string) (string, error) {
 // kernel derives from addresses are left out. Subnet choice avoids all of
 // them, including the 0.0.0.0/1 + 128.0.0.0/1 halves VPNs install.
 func HostPrefixes(h *netlink.Handle) ([]*net.IPNet, error) {
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := Addrs(h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}

@@ -37,6 +37,18 @@ func retryDump[T any](dump func() (T, error)) (T, error) {
 	return v, fmt.Errorf("still interrupted after %d tries: %w", dumpRetries, err)
 }
 
+// Links lists the links of h's namespace, retrying interrupted dumps (links
+// come and go while containers start and the kernel reclaims namespaces).
+func Links(h *netlink.Handle) ([]netlink.Link, error) {
+	return retryDump(h.LinkList)
+}
+
+// Addrs lists the addresses of l (nil: of every link), retrying
+// interrupted dumps.
+func Addrs(h *netlink.Handle, l netlink.Link) ([]netlink.Addr, error) {
+	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+}
+
 // ValidIfName reports whether name can be an interface name.
 func ValidIfName(name string) error {
 	switch {
