@@ -182,7 +182,8 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 
 // portFlags sets the bridge-port flags a network's endpoints need.
 func (d *Driver) portFlags(n Network, hostIf string) error {
-	if n.ICC && !brNetfilter() {
+	hairpin := brNetfilter()
+	if n.ICC && !hairpin {
 		return nil
 	}
 	l, err := d.host.LinkByName(hostIf)
@@ -192,7 +193,7 @@ func (d *Driver) portFlags(n Network, hostIf string) error {
 		// port isolation: isolated ports reach the bridge, not each other.
 		err = d.host.LinkSetIsolated(l, true)
 	}
-	if err == nil && brNetfilter() {
+	if err == nil && hairpin {
 		// With br_netfilter a container's packet to its own published
 		// port is DNATed back to the port it came from: hairpin lets it out.
 		err = d.host.LinkSetHairpin(l, true)
