@@ -441,35 +441,44 @@ func (e *Engine) Networks() ([]NetworkInfo, error) {
 		return out[i].Name < out[j].Name
 	})
 	for _, name := range []string{"host", "none"} {
-		out = append(out, NetworkInfo{Network: Network{Name: name, ID: predefinedID(name), Driver: predefined[name]}})
+		out = append(out, predefinedNetwork(name))
 	}
 	return out, err
 }
 
-// InspectNetwork returns one network by name or id.
+// InspectNetwork returns one network by name, id or unique id prefix.
 func (e *Engine) InspectNetwork(ref string) (*NetworkInfo, error) {
-	all, err := e.Networks()
-	if err != nil {
+	if err := e.prepare(); err != nil {
 		return nil, err
 	}
-	for i := range all {
-		if all[i].Name == ref || all[i].ID == ref {
-			return &all[i], nil
+	var info *NetworkInfo
+	err := e.store.View(func(tx store.Tx) error {
+		n, err := findNetwork(tx, ref)
+		if err != nil {
+			return err
 		}
-	}
-	var found *NetworkInfo
-	for i := range all {
-		if strings.HasPrefix(all[i].ID, ref) {
-			if found != nil {
-				return nil, fmt.Errorf("network id prefix %q is ambiguous; give more characters", ref)
+		info = &NetworkInfo{Network: *n}
+		eps, err := listJSON[Endpoint](tx, store.Endpoints, "")
+		for _, ep := range eps {
+			if ep.NetworkID == n.ID {
+				info.Endpoints = append(info.Endpoints, ep)
 			}
-			found = &all[i]
+		}
+		return err
+	})
+	if IsNotFound(err) {
+		for _, name := range []string{"host", "none"} {
+			if p := predefinedNetwork(name); ref == name || (ref != "" && strings.HasPrefix(p.ID, ref)) {
+				return &p, nil
+			}
 		}
 	}
-	if found == nil {
-		return nil, &NotFoundError{Kind: "network", Ref: ref, Hint: "list networks with `ctnet network ls`"}
-	}
-	return found, nil
+	return info, err
+}
+
+// predefinedNetwork is the host or none mode, shown as Docker shows them.
+func predefinedNetwork(name string) NetworkInfo {
+	return NetworkInfo{Network: Network{Name: name, ID: predefinedID(name), Driver: predefined[name]}}
 }
 
 // predefinedID is a stable id for the host and none modes.
