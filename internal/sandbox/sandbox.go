@@ -11,6 +11,10 @@
 //	  upstream ns      eth0 203.0.113.1/24, 2001:db8:113::1/64; lo 198.51.100.1/32
 //
 // The sandbox host's /etc/resolv.conf names 203.0.113.1 (see UpstreamDNS).
+//
+// Every process the sandbox starts is born in a cgroup of its own (a child of
+// the machine's cgroup2 root), and ctnet is told to attach its [::1] socket
+// programs there (CTNET_CGROUP), so they never see the machine's processes.
 package sandbox
 
 import (
@@ -23,8 +27,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/ctnet/ctnet/internal/loopback"
 )
 
 // Addresses of the sandbox's fixed topology.
@@ -41,6 +49,7 @@ const (
 type NS struct {
 	PID int
 	t   testing.TB
+	cg  *os.File // the sandbox's cgroup, where its processes are born; nil if none
 }
 
 // NetPath is the namespace's path, usable as `--netns`.
@@ -50,7 +59,14 @@ func (n *NS) NetPath() string { return fmt.Sprintf("/proc/%d/ns/net", n.PID) }
 // namespaces.
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	a := append([]string{"-t", strconv.Itoa(n.PID), "-n", "-m", "--", name}, args...)
-	return exec.Command("nsenter", a...)
+	return inCgroup(exec.Command("nsenter", a...), n.cg)
+}
+
+func inCgroup(cmd *exec.Cmd, cg *os.File) *exec.Cmd {
+	if cg != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	}
+	return cmd
 }
 
 // Run runs a command in the namespace and returns its combined output.
@@ -89,6 +105,10 @@ type Sandbox struct {
 	Upstream      *NS
 	Dir           string // temp dir holding state directories
 	Root, RunRoot string // RunRoot is a tmpfs seen only inside the sandbox
+	// Cgroup is the cgroup2 directory every process of the sandbox is born
+	// in ("" when the machine has no cgroup2 hierarchy).
+	Cgroup string
+	cg     *os.File
 }
 
 // New makes a sandbox host with its upstream, torn down when the test ends.
@@ -106,6 +126,7 @@ func New(t testing.TB) *Sandbox {
 	os.Mkdir(s.RunRoot, 0o700)
 	resolv := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+UpstreamAddr+"\n"), 0o644)
+	s.makeCgroup()
 	s.Host = s.holder(nil, "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
 		`mount --rbind /sys/fs/cgroup "$1" && mount -t sysfs sysfs /sys && mount --move "$1" /sys/fs/cgroup &&
 		mount -t tmpfs -o mode=0700 tmpfs "$2" && mount --bind "$3" /etc/resolv.conf && echo ready && exec sleep infinity`,
@@ -150,7 +171,7 @@ func (s *Sandbox) holder(in *NS, name string, args ...string) *NS {
 		args = append([]string{"-t", strconv.Itoa(in.PID), "-m", "--", name}, args...)
 		name = "nsenter"
 	}
-	cmd := exec.Command(name, args...)
+	cmd := inCgroup(exec.Command(name, args...), s.cg)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)
@@ -168,7 +189,60 @@ func (s *Sandbox) holder(in *NS, name string, args ...string) *NS {
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		s.t.Fatalf("namespace holder %s: %q %v\n%s", name, line, err, stderr.String())
 	}
-	return &NS{PID: cmd.Process.Pid, t: s.t}
+	return &NS{PID: cmd.Process.Pid, t: s.t, cg: s.cg}
+}
+
+var cgroupSeq atomic.Int64
+
+// makeCgroup creates the sandbox's cgroup, removed (with whatever runtimes
+// made below it) when the test ends, after every process in it is gone.
+func (s *Sandbox) makeCgroup() {
+	root, err := loopback.DefaultCgroup()
+	if err != nil {
+		return
+	}
+	dir := filepath.Join(root, fmt.Sprintf("ctnet-test-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		s.t.Fatalf("sandbox cgroup: %v", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		os.Remove(dir)
+		s.t.Fatalf("sandbox cgroup: %v", err)
+	}
+	s.Cgroup, s.cg = dir, f
+	s.t.Cleanup(func() {
+		f.Close()
+		// Killed processes leave the cgroup once the kernel has reaped them.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			err := removeCgroup(dir)
+			if err == nil || time.Now().After(deadline) {
+				if err != nil {
+					s.t.Errorf("remove sandbox cgroup: %v", err)
+				}
+				return
+			}
+		}
+	})
+}
+
+// removeCgroup removes a cgroup directory and its children, deepest first.
+func removeCgroup(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return os.Remove(dir)
 }
 
 // killLeftovers ends every process that runs in the sandbox's mount
@@ -240,7 +314,11 @@ func (n *NS) Kill() {
 
 // Env is the environment for ctnet commands in this sandbox.
 func (s *Sandbox) Env() []string {
-	return append(os.Environ(), "CTNET_ROOT="+s.Root, "CTNET_RUN_ROOT="+s.RunRoot)
+	env := append(os.Environ(), "CTNET_ROOT="+s.Root, "CTNET_RUN_ROOT="+s.RunRoot)
+	if s.Cgroup != "" {
+		env = append(env, "CTNET_CGROUP="+s.Cgroup)
+	}
+	return env
 }
 
 // Ctnet runs the ctnet binary in the sandbox host and returns stdout, stderr.
