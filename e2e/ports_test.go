@@ -34,11 +34,11 @@ func TestPublishedPorts(t *testing.T) {
 	s := sandbox.New(t)
 	s.Host.MustRun("ip", "addr", "add", "203.0.113.3/24", "dev", "eth0")
 	serve(t, s, "web", "hello", "-p", "8080:80", "-p", "8080:80/udp", "-p", "127.0.0.1:8081:80", "-p", "203.0.113.2:8082:80",
-		"-p", "9000:9000/sctp", "-p", "8100-8102:8100-8102", "-p", "80")
+		"-p", "9000:9000/sctp", "-p", "8100-8102:8100-8102", "-p", "80", "-p", "[::1]:8083:80", "-p", "[::1]:8083:80/udp")
 	h := sandbox.HostAddr
 
 	port := s.MustCtnet("port", "web")
-	for _, want := range []string{"80/tcp -> 0.0.0.0:8080", "80/udp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8081", "80/tcp -> 203.0.113.2:8082", "9000/sctp -> 0.0.0.0:9000", "8101/tcp -> 0.0.0.0:8101"} {
+	for _, want := range []string{"80/tcp -> 0.0.0.0:8080", "80/udp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8081", "80/tcp -> 203.0.113.2:8082", "9000/sctp -> 0.0.0.0:9000", "8101/tcp -> 0.0.0.0:8101", "80/tcp -> [::1]:8083", "80/udp -> [::1]:8083"} {
 		if !strings.Contains(port, want+"\n") {
 			t.Errorf("ctnet port lacks %q:\n%s", want, port)
 		}
@@ -68,6 +68,7 @@ func TestPublishedPorts(t *testing.T) {
 		{s.Host, "127.0.0.1", "8080"}, // through 127.0.0.1 on the host
 		{s.Host, "127.0.0.1", "8081"},
 		{s.Upstream, h, "8082"},
+		{s.Host, "::1", "8083"}, // [::1] reaches an IPv4-only container too
 	}
 	for _, r := range reach {
 		if got := tcpGet(r.from, r.addr, r.port); got != "hello" {
@@ -76,6 +77,9 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	if out, _ := s.Upstream.Run("sh", "-c", "echo ping | socat -T2 - UDP:"+h+":8080"); !strings.Contains(out, "hello-udp") {
 		t.Errorf("udp 8080 from upstream: %q", out)
+	}
+	if out, _ := s.Host.Run("sh", "-c", "echo ping | socat -T2 - UDP:[::1]:8083"); !strings.Contains(out, "hello-udp") {
+		t.Errorf("udp [::1]:8083 from the host: %q", out)
 	}
 	// Hairpin: the container itself and a sibling through the host's address.
 	if out, _, _ := s.Ctnet("exec", "web", "socat", "-T2", "-", "TCP:"+h+":8080"); !strings.Contains(out, "hello") {
@@ -93,6 +97,8 @@ func TestPublishedPorts(t *testing.T) {
 		{s.Upstream, h, "8081"},
 		{s.Upstream, "203.0.113.3", "8082"},
 		{s.Host, "127.0.0.1", "8082"},
+		{s.Upstream, h, "8083"},
+		{s.Host, "127.0.0.1", "8083"},
 	}
 	for _, r := range noReach {
 		if got := tcpGet(r.from, r.addr, r.port); got == "hello" {
@@ -129,9 +135,18 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 	if _, e, err := s.Ctnet("run", "-d", "-p", "70000:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "70000") {
 		t.Errorf("bad port: %v %s", err, e)
 	}
-	// IPv6 has no route_localnet: a port on ::1 could never reach a container.
-	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:8083:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "route_localnet") {
-		t.Errorf("[::1]: %v %s", err, e)
+	// [::1] is served by rewriting TCP and UDP sockets; there is nothing to rewrite for SCTP.
+	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:8083:80/sctp", "host", "sleep", "60"); err == nil || !strings.Contains(e, "only tcp and udp") {
+		t.Errorf("[::1] sctp: %v %s", err, e)
+	}
+	listener6 := s.Host.Command("socat", "TCP6-LISTEN:9091,bind=[::1],reuseaddr", "-")
+	if err := listener6.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { listener6.Process.Kill(); listener6.Wait() }()
+	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), "[::1]:9091") }, "the host listener on [::1]")
+	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:9091:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
+		t.Errorf("host listener on [::1]: %v %s", err, e)
 	}
 	if _, e, err := s.Ctnet("run", "-d", "-p", "[2001:db8:113::2]:8083:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "no IPv6") {
 		t.Errorf("IPv6 host address on an IPv4 network: %v %s", err, e)
@@ -177,13 +192,13 @@ func TestPublishedPortsIPv6(t *testing.T) {
 	t.Parallel()
 	s := sandbox.New(t)
 	s.MustCtnet("network", "create", "--ipv6", "--subnet", "10.71.0.0/24", "--subnet", "fd00:71::/64", "dual")
-	s.MustCtnet("run", "-d", "--name", "web", "--network", "dual", "-p", "8080:80", "-p", "[2001:db8:113::2]:8081:80",
+	s.MustCtnet("run", "-d", "--name", "web", "--network", "dual", "-p", "8080:80", "-p", "[2001:db8:113::2]:8081:80", "-p", "[::1]:8082:80",
 		"host", "socat", "TCP6-LISTEN:80,fork,reuseaddr,ipv6only=0", "SYSTEM:echo hello6")
 	waitFor(t, func() bool {
 		out, _, _ := s.Ctnet("exec", "web", "socat", "-T1", "-", "TCP:127.0.0.1:80")
 		return strings.Contains(out, "hello6")
 	}, "web to listen")
-	if port := s.MustCtnet("port", "web", "80"); port != "0.0.0.0:8080\n[2001:db8:113::2]:8081\n[::]:8080\n" {
+	if port := s.MustCtnet("port", "web", "80"); port != "0.0.0.0:8080\n[2001:db8:113::2]:8081\n[::1]:8082\n[::]:8080\n" {
 		t.Errorf("ctnet port web 80:\n%s", port)
 	}
 	// The first connection counts: the bridge must answer IPv6 neighbours at once.
@@ -195,6 +210,8 @@ func TestPublishedPortsIPv6(t *testing.T) {
 		{s.Upstream, sandbox.HostAddr6, "8081"},
 		{s.Upstream, sandbox.HostAddr, "8080"},
 		{s.Host, sandbox.HostAddr6, "8080"},
+		{s.Host, "::1", "8082"},
+		{s.Host, "::1", "8080"}, // every IPv6 address includes [::1], as with Docker's proxy
 	} {
 		if got := tcpGet(c.from, c.addr, c.port); got != "hello6" {
 			t.Errorf("[%s]:%s from ns %d: %q", c.addr, c.port, c.from.PID, got)

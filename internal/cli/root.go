@@ -19,6 +19,7 @@ var Version = "dev"
 
 type app struct {
 	root, runRoot string
+	cgroup        string
 	out, errOut   io.Writer
 	eng           *engine.Engine
 }
@@ -26,7 +27,7 @@ type app struct {
 // engine opens the instance on first use, so `--help` costs nothing.
 func (a *app) engine() (*engine.Engine, error) {
 	if a.eng == nil {
-		e, err := engine.New(engine.Config{Root: a.root, RunRoot: a.runRoot})
+		e, err := engine.New(engine.Config{Root: a.root, RunRoot: a.runRoot, Cgroup: a.cgroup})
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +106,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	}
 	root.PersistentFlags().StringVar(&a.root, "root", envOr("CTNET_ROOT", "/var/lib/ctnet"), "directory of persistent state (network definitions) [$CTNET_ROOT]")
 	root.PersistentFlags().StringVar(&a.runRoot, "run-root", envOr("CTNET_RUN_ROOT", "/run/ctnet"), "directory of runtime state (endpoints, leases) [$CTNET_RUN_ROOT]")
+	root.PersistentFlags().StringVar(&a.cgroup, "cgroup", os.Getenv("CTNET_CGROUP"), "cgroup2 directory whose processes reach ports published on [::1] (default: the cgroup2 root) [$CTNET_CGROUP]")
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), a.systemCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.imageCmds()...)

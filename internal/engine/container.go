@@ -191,7 +191,7 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (c *Container, code int,
 			if err != nil {
 				return err
 			}
-			if c.Ports, err = reservePorts(tx, c, publish, n.IPv6); err != nil {
+			if c.Ports, err = reservePorts(tx, c, publish, n.IPv6, e.loopback); err != nil {
 				return err
 			}
 		}

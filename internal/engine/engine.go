@@ -18,6 +18,7 @@ import (
 
 	"github.com/ctnet/ctnet/internal/driver/bridge"
 	"github.com/ctnet/ctnet/internal/firewall"
+	"github.com/ctnet/ctnet/internal/loopback"
 	"github.com/ctnet/ctnet/internal/store"
 )
 
@@ -25,6 +26,9 @@ import (
 type Config struct {
 	Root    string // persistent: network definitions
 	RunRoot string // runtime: endpoints, leases, namespace pins
+	// Cgroup is the cgroup2 directory where the programs serving ports on
+	// [::1] are attached; "" means the root of the cgroup2 hierarchy.
+	Cgroup string
 }
 
 // Engine is one ctnet instance acting in the network namespace it was
@@ -35,6 +39,7 @@ type Engine struct {
 	hostNS netns.NsHandle
 	host   *netlink.Handle
 	fw     *firewall.Firewall
+	lo     *loopback.Table
 	bridge *bridge.Driver
 	// Log receives one line per repair or notable step (reconcile output).
 	Log func(format string, args ...any)
@@ -78,6 +83,26 @@ func (e *Engine) firewall() (*firewall.Firewall, error) {
 		e.fw = fw
 	}
 	return e.fw, nil
+}
+
+// loopback returns the [::1] ports of this host namespace, or an error
+// saying why ports cannot be served on [::1] here.
+func (e *Engine) loopback() (*loopback.Table, error) {
+	if e.lo == nil {
+		dir := e.cfg.Cgroup
+		if dir == "" {
+			var err error
+			if dir, err = loopback.DefaultCgroup(); err != nil {
+				return nil, err
+			}
+		}
+		cookie, err := loopback.Cookie()
+		if err != nil {
+			return nil, err
+		}
+		e.lo = loopback.New(dir, cookie)
+	}
+	return e.lo, nil
 }
 
 // RequireRoot is the check every mutating command makes before changing anything.

@@ -12,13 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/firewall"
+	"github.com/ctnet/ctnet/internal/loopback"
 	"github.com/ctnet/ctnet/internal/portspec"
 	"github.com/ctnet/ctnet/internal/store"
 )
 
 // Published ports are elements of the firewall's DNAT maps, one batch per
-// container: no proxy process, no rule per port. The store keeps an index of
-// host ports in use so that conflicts are found before anything changes.
+// container: no proxy process, no rule per port. Ports on [::1], which no
+// packet rewrite can serve, are entries of the loopback table instead (ports
+// on every IPv6 address get one too, so that [::1] works for them as it does
+// in Docker). The store keeps an index of host ports in use so that
+// conflicts are found before anything changes.
 
 func portKey(m portspec.Mapping) string {
 	return fmt.Sprintf("%s/%d/%s", m.Proto, m.HostPort, m.HostIP)
@@ -81,14 +85,20 @@ func ephemeralRange() (uint16, uint16) {
 
 // reservePorts chooses host ports for open mappings, checks every one
 // against other containers and host listeners, and records them for c.
-func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool) ([]portspec.Mapping, error) {
+// lo6 is asked first whether [::1] can be served at all.
+func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool, lo6 func() (*loopback.Table, error)) ([]portspec.Mapping, error) {
 	if len(ms) == 0 {
 		return nil, nil
 	}
 	for _, m := range ms {
 		switch {
 		case m.HostIP.Is6() && m.HostIP.IsLoopback():
-			return nil, fmt.Errorf("port %s: publishing on [::1] cannot work: IPv6 has no route_localnet, so the kernel never forwards loopback traffic to a container; publish on 127.0.0.1, or on [::] for every IPv6 address", m)
+			if !loopback.Supported(m.Proto) {
+				return nil, fmt.Errorf("port %s: only tcp and udp can be published on [::1] (the kernel rewrites connect and sendmsg of those only); publish on 127.0.0.1", m)
+			}
+			if _, err := lo6(); err != nil {
+				return nil, fmt.Errorf("port %s: %w", m, err)
+			}
 		case m.HostIP.Is6() && !ipv6:
 			return nil, fmt.Errorf("port %s: the network has no IPv6, so the container has no IPv6 address to forward to; use a network made with --ipv6, or an IPv4 host address", m)
 		}
@@ -118,70 +128,103 @@ func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool) (
 	return ms, nil
 }
 
-// firewallPorts turns a container's mappings into DNAT elements towards its
-// endpoint on its first network; mappings of a family the container has no
-// address of are left out.
-func firewallPorts(c *Container, ep *Endpoint, bridgeName string) []firewall.Port {
-	var out []firewall.Port
+// published is how a container's ports are served: DNAT elements, and
+// socket redirections for [::1].
+type published struct {
+	fw []firewall.Port
+	lo []loopback.Port
+}
+
+// publishedPorts turns a container's mappings into what serves them on its
+// endpoint; mappings of a family the container has no address of are left
+// out, but [::1] reaches an IPv4-only container too. Ports on every IPv6
+// address are served on [::1] only where a cgroup2 hierarchy is there for it.
+func publishedPorts(c *Container, ep *Endpoint, bridgeName string, loUsable bool) published {
+	var out published
+	v4, _ := netip.ParsePrefix(ep.IPv4)
+	v6, _ := netip.ParsePrefix(ep.IPv6)
 	for _, m := range c.Ports {
-		cidr := ep.IPv4
-		if m.HostIP.Is6() {
-			cidr = ep.IPv6
+		ctr := v4.Addr()
+		if m.HostIP.Is6() && v6.IsValid() {
+			ctr = v6.Addr()
 		}
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
+		if !ctr.IsValid() {
 			continue
 		}
-		out = append(out, firewall.Port{
+		lp := loopback.Port{Proto: m.Proto, HostPort: m.HostPort, ContainerIP: ctr, ContainerPort: m.ContainerPort}
+		if m.HostIP.Is6() && m.HostIP.IsLoopback() {
+			out.lo = append(out.lo, lp)
+			continue
+		}
+		if ctr.Is4() != m.HostIP.Is4() {
+			continue
+		}
+		out.fw = append(out.fw, firewall.Port{
 			Proto: m.Proto, HostIP: net.IP(m.HostIP.AsSlice()), HostPort: m.HostPort,
-			ContainerIP: net.IP(p.Addr().AsSlice()), ContainerPort: m.ContainerPort, Bridge: bridgeName,
+			ContainerIP: net.IP(ctr.AsSlice()), ContainerPort: m.ContainerPort, Bridge: bridgeName,
 		})
+		if m.HostIP.Is6() && m.HostIP.IsUnspecified() && loUsable && loopback.Supported(m.Proto) {
+			out.lo = append(out.lo, lp)
+		}
 	}
 	return out
 }
 
-// containerPorts finds the elements a container's ports are published as.
-func containerPorts(tx store.Tx, c *Container) ([]firewall.Port, error) {
+// containerPorts finds what a container's ports are published as.
+func (e *Engine) containerPorts(tx store.Tx, c *Container) (published, error) {
 	if len(c.Ports) == 0 {
-		return nil, nil
+		return published{}, nil
 	}
 	eps, err := listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(c.ID))
 	if err != nil {
-		return nil, err
+		return published{}, err
 	}
 	for _, ep := range eps {
 		if ep.Network == c.NetworkMode {
 			n, err := findNetwork(tx, ep.NetworkID)
 			if err != nil {
-				return nil, err
+				return published{}, err
 			}
-			return firewallPorts(c, &ep, n.Bridge), nil
+			_, loErr := e.loopback()
+			return publishedPorts(c, &ep, n.Bridge, loErr == nil), nil
 		}
 	}
-	return nil, nil
+	return published{}, nil
 }
 
-// publish programs the container's ports: one batch of map elements.
+// publish programs the container's ports: one batch of map elements, and
+// the [::1] entries.
 func (e *Engine) publish(c *Container) error {
-	var ports []firewall.Port
+	var ports published
 	if err := e.store.View(func(tx store.Tx) error {
 		var err error
-		ports, err = containerPorts(tx, c)
+		ports, err = e.containerPorts(tx, c)
 		return err
-	}); err != nil || len(ports) == 0 {
-		return err
-	}
-	fw, err := e.firewall()
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	err = fw.Publish(ports)
-	if errors.Is(err, firewall.ErrNoTable) {
-		// Reconcile brings back the whole table, these ports included.
-		_, err = e.Reconcile()
+	if len(ports.fw) > 0 {
+		fw, err := e.firewall()
+		if err != nil {
+			return err
+		}
+		err = fw.Publish(ports.fw)
+		if errors.Is(err, firewall.ErrNoTable) {
+			// Reconcile brings back the whole table, these ports included.
+			_, err = e.Reconcile()
+		}
+		if err != nil {
+			return fmt.Errorf("container %q: %w", c.Name, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("container %q: %w", c.Name, err)
+	if len(ports.lo) > 0 {
+		lo, err := e.loopback()
+		if err == nil {
+			err = lo.Add(ports.lo)
+		}
+		if err != nil {
+			return fmt.Errorf("container %q: %w", c.Name, err)
+		}
 	}
 	crashPoint("publish")
 	return nil
@@ -190,16 +233,25 @@ func (e *Engine) publish(c *Container) error {
 // unpublish removes exactly the container's elements and frees its host
 // ports in the store; called inside the transaction that forgets its endpoints.
 func (e *Engine) unpublish(tx store.Tx, c *Container) error {
-	ports, err := containerPorts(tx, c)
+	ports, err := e.containerPorts(tx, c)
 	if err != nil {
 		return err
 	}
-	if len(ports) > 0 {
+	if len(ports.fw) > 0 {
 		fw, err := e.firewall()
 		if err != nil {
 			return err
 		}
-		if err := fw.Unpublish(ports); err != nil {
+		if err := fw.Unpublish(ports.fw); err != nil {
+			return fmt.Errorf("container %q: %w", c.Name, err)
+		}
+	}
+	if len(ports.lo) > 0 {
+		lo, err := e.loopback()
+		if err == nil {
+			err = lo.Remove(ports.lo)
+		}
+		if err != nil {
 			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}

@@ -104,24 +104,38 @@ func (e *Engine) Reconcile() ([]string, error) {
 		if err != nil {
 			return err
 		}
-		var ports []firewall.Port
+		var ports published
 		cs, err := listJSON[Container](tx, store.Containers, "")
 		if err != nil {
 			return err
 		}
 		for i := range cs {
-			p, err := containerPorts(tx, &cs[i])
+			p, err := e.containerPorts(tx, &cs[i])
 			if err != nil {
 				return err
 			}
-			ports = append(ports, p...)
+			ports.fw = append(ports.fw, p.fw...)
+			ports.lo = append(ports.lo, p.lo...)
 		}
-		fwChanges, err := fw.Ensure(rules, ports)
+		fwChanges, err := fw.Ensure(rules, ports.fw)
 		if err != nil {
 			return fmt.Errorf("firewall: %w", err)
 		}
 		for _, c := range fwChanges {
 			logf("firewall: %s", c)
+		}
+		if lo, err := e.loopback(); err != nil {
+			if len(ports.lo) > 0 {
+				logf("cannot serve %d port(s) on [::1]: %v", len(ports.lo), err)
+			}
+		} else {
+			loChanges, err := lo.Sync(ports.lo)
+			if err != nil {
+				return fmt.Errorf("[::1] ports: %w", err)
+			}
+			for _, c := range loChanges {
+				logf("%s", c)
+			}
 		}
 		for i := range nets {
 			n := &nets[i]

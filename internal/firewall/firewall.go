@@ -5,7 +5,7 @@
 // so attaching a container or publishing a port is one netlink batch of
 // element updates whose cost does not grow with the number of ports.
 //
-// Two things the table cannot do and the caller must:
+// Three things the table cannot do and the caller must:
 //   - Ports published on 127.0.0.1 are DNATed in the output hook and leave
 //     with a loopback source; the kernel only routes that out of a bridge with
 //     route_localnet=1 on it (see RouteLocalnetSysctl). The table masquerades
@@ -17,6 +17,9 @@
 //     (netlink.LinkSetIsolated); isolated ports cannot reach each other but
 //     still reach the bridge itself (the host). The table covers the routed
 //     path and the br_netfilter case with noicc_bridges.
+//   - Ports on [::1]: IPv6 has no route_localnet, so no rewrite of packets
+//     can carry them to a container and back. The table leaves ::1 alone;
+//     package loopback serves those ports by rewriting sockets.
 package firewall
 
 import (

@@ -171,6 +171,14 @@ var chainSpecs = []chainSpec{
 		}},
 	}},
 	{name: "output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, prio: prioDstNAT, policy: &accept, rules: []ruleSpec{
+		// A reply to ::1 cannot come back from a container (IPv6 drops
+		// loopback addresses on real devices): ports on [::1] are served by
+		// rewriting sockets (package loopback), and a DNAT here would only
+		// turn "connection refused" into a hang.
+		{"[::1] is not translated", func(map[string]*nftables.Set) []expr.Any {
+			return cat(nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 24, 16, 1),
+				cmpEq(1, loopback6), verdict(expr.VerdictReturn, ""))
+		}},
 		{"from this host", func(map[string]*nftables.Set) []expr.Any {
 			return cat(fibDaddrLocal(), verdict(expr.VerdictJump, chainPublished))
 		}},
