@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/ctnet/ctnet/internal/sandbox"
 )
@@ -162,15 +166,21 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 func TestPortsRemovedExactlyAndRestored(t *testing.T) {
 	t.Parallel()
 	s := sandbox.New(t)
-	serve(t, s, "keep", "keep", "-p", "8080:80")
+	serve(t, s, "keep", "keep", "-p", "8080:80", "-p", "[::1]:8081:80")
 	base := s.Host.MustRun("nft", "list", "table", "inet", "ctnet")
-	serve(t, s, "gone", "gone", "-p", "8090:80", "-p", "127.0.0.1:8091:80/udp")
+	serve(t, s, "gone", "gone", "-p", "8090:80", "-p", "127.0.0.1:8091:80/udp", "-p", "[::1]:8092:80")
 	if mid := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); mid == base {
 		t.Fatal("publishing changed nothing in the table")
 	}
 	s.MustCtnet("rm", "-f", "gone")
 	if after := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); after != base {
 		t.Errorf("rm left elements behind:\n%s\n---\n%s", base, after)
+	}
+	if got := tcpGet(s.Host, "::1", "8092"); !strings.Contains(got, "refused") {
+		t.Errorf("[::1]:8092 after rm: %q", got)
+	}
+	if got := tcpGet(s.Host, "::1", "8081"); got != "keep" {
+		t.Errorf("[::1]:8081 of the other container: %q", got)
 	}
 	// Someone deletes ctnet's table; reconcile restores the rules and the port.
 	s.Host.MustRun("nft", "delete", "table", "inet", "ctnet")
@@ -186,6 +196,56 @@ func TestPortsRemovedExactlyAndRestored(t *testing.T) {
 	if after := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); after != base {
 		t.Errorf("restored table differs:\n%s\n---\n%s", base, after)
 	}
+	// Someone detaches the [::1] programs; reconcile attaches them again.
+	if n := detachAll(t, s.Cgroup); n != 4 {
+		t.Errorf("%d programs were attached, want 4", n)
+	}
+	if got := tcpGet(s.Host, "::1", "8081"); got == "keep" {
+		t.Fatal("[::1] works without the programs")
+	}
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "attached the [::1] programs to "+s.Cgroup) ||
+		!strings.Contains(out, "restored [::1] port tcp [::1]:8081 -> 172.17.0.2:80") {
+		t.Errorf("reconcile said: %s", out)
+	}
+	if got := tcpGet(s.Host, "::1", "8081"); got != "keep" {
+		t.Errorf("[::1]:8081 after reconcile: %q", got)
+	}
+	// The last [::1] port takes the programs with it.
+	s.MustCtnet("rm", "-f", "keep")
+	if n := detachAll(t, s.Cgroup); n != 0 {
+		t.Errorf("%d programs still attached with no port on [::1]", n)
+	}
+}
+
+// detachAll detaches every cgroup socket-address program on dir and says how many there were.
+func detachAll(t *testing.T, dir string) int {
+	t.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	n := 0
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP6Sendmsg,
+		ebpf.AttachCGroupUDP6Recvmsg, ebpf.AttachCgroupInet6GetPeername} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ap := range res.Programs {
+			p, err := ebpf.NewProgramFromID(ap.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: p, Attach: at})
+			p.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	return n
 }
 
 func TestPublishedPortsIPv6(t *testing.T) {

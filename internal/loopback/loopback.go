@@ -256,8 +256,8 @@ type objects struct {
 }
 
 // ensure finds ctnet's programs on the cgroup and the maps they use. With
-// create, missing maps are made and missing programs attached (and a line
-// says so for each). Without create, nil means nothing is attached.
+// create, missing maps are made and missing programs attached, and a line
+// says what was attached. Without create, nil means nothing is attached.
 func ensure(cg *os.File, create bool) (*objects, []string, error) {
 	o := &objects{progs: map[string]*ebpf.Program{}}
 	found := false
@@ -308,7 +308,7 @@ func ensure(cg *os.File, create bool) (*objects, []string, error) {
 			return nil, nil, err
 		}
 	}
-	var repaired []string
+	var attachedNow []string
 	for _, h := range hooks {
 		if o.progs[h.name] != nil {
 			continue
@@ -319,11 +319,15 @@ func ensure(cg *os.File, create bool) (*objects, []string, error) {
 			return nil, nil, err
 		}
 		o.progs[h.name] = p
-		if found {
-			repaired = append(repaired, "re-attached [::1] program "+h.name)
-		}
+		attachedNow = append(attachedNow, h.name)
 	}
-	return o, repaired, nil
+	switch {
+	case len(attachedNow) == len(hooks):
+		return o, []string{"attached the [::1] programs to " + cg.Name()}, nil
+	case len(attachedNow) > 0:
+		return o, []string{"re-attached [::1] program(s) " + strings.Join(attachedNow, ", ")}, nil
+	}
+	return o, nil, nil
 }
 
 func (o *objects) close() {

@@ -274,7 +274,7 @@ func TestSyncRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"re-attached [::1] program ctnet1_connect6",
+		"re-attached [::1] program(s) ctnet1_connect6",
 		"removed [::1] port tcp [::1]:9999",
 		"restored [::1] port tcp [::1]:8081 -> 10.77.0.2:81",
 	}

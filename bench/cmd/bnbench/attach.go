@@ -34,7 +34,7 @@ func addr(prefix string, i int) string {
 }
 
 func (b *bench) ctnetEnv(s *sandbox) []string {
-	return []string{"CTNET_ROOT=" + filepath.Join(s.dir, "root"), "CTNET_RUN_ROOT=" + filepath.Join(s.run, "ctnet")}
+	return []string{"CTNET_ROOT=" + filepath.Join(s.dir, "root"), "CTNET_RUN_ROOT=" + filepath.Join(s.run, "ctnet"), "CTNET_CGROUP=" + s.cgroup}
 }
 
 func (b *bench) ctnetAttacher() *attacher {

@@ -123,7 +123,8 @@ nsx "$4" ip addr add 10.67.0.3/24 dev eth0; nsx "$4" ip link set eth0 up`, "sh",
 		"\"ns → ns\": between two namespaces attached to the bridge. \"host → …\": from the sandbox's host namespace to an `iperf3 -s` "+
 		"in a container that publishes `-p 15201:5201` (ctnet: the `host` image; docker: `bn-busybox` chrooted into the host's files "+
 		"mounted read-only), to the container's own address, to the published port via a host address (198.51.100.2 on a veth "+
-		"in the sandbox) and via 127.0.0.1.\n\n%s\n", secs, reps, t)
+		"in the sandbox), via 127.0.0.1 and via [::1] (ctnet: `-p [::1]:15202:5201` on the IPv4-only default network, served by "+
+		"redirecting the socket; Docker: its proxy listens on [::]:15201).\n\n%s\n", secs, reps, t)
 	if perr != nil {
 		fmt.Fprintf(w, "Published-port paths missing: `%s`\n\n", strings.ReplaceAll(perr.Error(), "\n", " ⏎ "))
 	}
@@ -158,12 +159,13 @@ func (b *bench) publishedPaths(cleanups *[]func()) (paths []dpPath, err error) {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	three := func(tool string, s *sandbox, ip string) []dpPath {
+	four := func(tool string, s *sandbox, ip, lo6port string) []dpPath {
 		own := tool + ": host → container address"
 		return []dpPath{
 			{name: own, sb: s, ip: ip, port: "5201"},
 			{name: tool + ": host → published port via host address", sb: s, ip: hostAddr(s), port: "15201", ref: own},
 			{name: tool + ": host → published port via 127.0.0.1", sb: s, ip: "127.0.0.1", port: "15201", ref: own},
+			{name: tool + ": host → published port via [::1]", sb: s, ip: "::1", port: lo6port, ref: own},
 		}
 	}
 	crun, cs, cerr := b.ctnetRun("ctnet-pub")
@@ -171,11 +173,11 @@ func (b *bench) publishedPaths(cleanups *[]func()) (paths []dpPath, err error) {
 		return nil, cerr
 	}
 	*cleanups = append(*cleanups, func() { b.drop(cs) })
-	crun("run", "-d", "--name", "bniperf", "-p", "15201:5201", "host", "iperf3", "-s")
+	crun("run", "-d", "--name", "bniperf", "-p", "15201:5201", "-p", "[::1]:15202:5201", "host", "iperf3", "-s")
 	*cleanups = append(*cleanups, func() {
 		cs.call(request{Op: "exec", Argv: []string{b.ctnet, "rm", "-f", "bniperf"}, Env: b.ctnetEnv(cs)})
 	})
-	paths = append(paths, three("ctnet", cs, containerIP(crun("inspect", "bniperf").Out))...)
+	paths = append(paths, four("ctnet", cs, containerIP(crun("inspect", "bniperf").Out), "15202")...)
 
 	d, derr := b.dockerd()
 	if derr != nil {
@@ -187,7 +189,7 @@ func (b *bench) publishedPaths(cleanups *[]func()) (paths []dpPath, err error) {
 		d.sb.call(request{Op: "exec", Argv: []string{"docker", "-H", "unix://" + d.sock, "rm", "-f", "bniperf"}})
 	})
 	ip := strings.TrimSpace(d.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bniperf").Out)
-	paths = append(paths, three("docker", d.sb, ip)...)
+	paths = append(paths, four("docker", d.sb, ip, "15201")...)
 	return paths, nil
 }
 

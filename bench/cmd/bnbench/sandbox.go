@@ -9,7 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/ctnet/ctnet/internal/loopback"
 )
 
 // sandbox is a worker process that holds its own network and mount
@@ -19,7 +22,10 @@ type sandbox struct {
 	name string
 	dir  string // on disk, outside the sandbox's tmpfs: persistent state
 	run  string // tmpfs inside the sandbox's mount namespace
-	cmd  *exec.Cmd
+	// cgroup, where the worker and all it starts are born: ctnet attaches its
+	// [::1] programs there, not to the machine's cgroup2 root ("" if none).
+	cgroup string
+	cmd    *exec.Cmd
 	in   io.WriteCloser
 	out  *bufio.Scanner
 }
@@ -54,6 +60,18 @@ func startSandbox(base, name string, privateRun bool) (*sandbox, error) {
 	s.cmd = exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
 		"sh", "-c", sandboxScript, "sh", cg, s.run, self, s.run, pr)
 	s.cmd.Stderr = os.Stderr
+	if root, err := loopback.DefaultCgroup(); err == nil {
+		s.cgroup = filepath.Join(root, fmt.Sprintf("bnbench-%s-%d", name, os.Getpid()))
+		if err := os.Mkdir(s.cgroup, 0o755); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", name, err)
+		}
+		f, err := os.Open(s.cgroup)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", name, err)
+		}
+		defer f.Close()
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	}
 	if s.in, err = s.cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
@@ -124,4 +142,11 @@ func (s *sandbox) close() {
 		<-done
 	}
 	s.cmd = nil
+	// Processes killed with the worker leave the cgroup once reaped.
+	for i := 0; s.cgroup != "" && i < 100; i++ {
+		if err := os.Remove(s.cgroup); err == nil || os.IsNotExist(err) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
