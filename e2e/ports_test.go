@@ -152,6 +152,12 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:9091:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
 		t.Errorf("host listener on [::1]: %v %s", err, e)
 	}
+	// Where the [::1] programs cannot be attached (here: a directory that is no cgroup).
+	cmd := s.Host.Command(sandbox.Binary(t), "run", "-d", "-p", "[::1]:8084:80", "host", "sleep", "60")
+	cmd.Env = append(s.Env(), "CTNET_CGROUP="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "is not a cgroup2 directory") {
+		t.Errorf("[::1] without a cgroup: %v %s", err, out)
+	}
 	if _, e, err := s.Ctnet("run", "-d", "-p", "[2001:db8:113::2]:8083:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "no IPv6") {
 		t.Errorf("IPv6 host address on an IPv4 network: %v %s", err, e)
 	}

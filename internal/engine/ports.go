@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -129,11 +130,14 @@ func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool, l
 }
 
 // published is how a container's ports are served: DNAT elements, and
-// socket redirections for [::1].
+// socket redirections for [::1] — asked for (-p [::1]:…), or that come with
+// a port on every IPv6 address and are only a convenience.
 type published struct {
-	fw []firewall.Port
-	lo []loopback.Port
+	fw         []firewall.Port
+	lo, loAlso []loopback.Port
 }
+
+func (p published) allLo() []loopback.Port { return append(slices.Clip(p.lo), p.loAlso...) }
 
 // publishedPorts turns a container's mappings into what serves them on its
 // endpoint; mappings of a family the container has no address of are left
@@ -164,7 +168,7 @@ func publishedPorts(c *Container, ep *Endpoint, bridgeName string, loUsable bool
 			ContainerIP: net.IP(ctr.AsSlice()), ContainerPort: m.ContainerPort, Bridge: bridgeName,
 		})
 		if m.HostIP.Is6() && m.HostIP.IsUnspecified() && loUsable && loopback.Supported(m.Proto) {
-			out.lo = append(out.lo, lp)
+			out.loAlso = append(out.loAlso, lp)
 		}
 	}
 	return out
@@ -217,13 +221,16 @@ func (e *Engine) publish(c *Container) error {
 			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}
-	if len(ports.lo) > 0 {
+	if len(ports.lo)+len(ports.loAlso) > 0 {
 		lo, err := e.loopback()
 		if err == nil {
 			err = lo.Add(ports.lo)
 		}
 		if err != nil {
 			return fmt.Errorf("container %q: %w", c.Name, err)
+		}
+		if err := lo.Add(ports.loAlso); err != nil {
+			e.Log("warning: container %q: its ports on every IPv6 address do not answer on [::1]: %v", c.Name, err)
 		}
 	}
 	crashPoint("publish")
@@ -246,12 +253,9 @@ func (e *Engine) unpublish(tx store.Tx, c *Container) error {
 			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}
-	if len(ports.lo) > 0 {
-		lo, err := e.loopback()
-		if err == nil {
-			err = lo.Remove(ports.lo)
-		}
-		if err != nil {
+	// Without a usable cgroup nothing can have been added.
+	if lo, err := e.loopback(); err == nil {
+		if err := lo.Remove(ports.allLo()); err != nil {
 			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}

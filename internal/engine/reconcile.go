@@ -115,7 +115,7 @@ func (e *Engine) Reconcile() ([]string, error) {
 				return err
 			}
 			ports.fw = append(ports.fw, p.fw...)
-			ports.lo = append(ports.lo, p.lo...)
+			ports.lo = append(ports.lo, p.allLo()...)
 		}
 		fwChanges, err := fw.Ensure(rules, ports.fw)
 		if err != nil {
@@ -124,18 +124,17 @@ func (e *Engine) Reconcile() ([]string, error) {
 		for _, c := range fwChanges {
 			logf("firewall: %s", c)
 		}
-		if lo, err := e.loopback(); err != nil {
-			if len(ports.lo) > 0 {
-				logf("cannot serve %d port(s) on [::1]: %v", len(ports.lo), err)
-			}
-		} else {
-			loChanges, err := lo.Sync(ports.lo)
-			if err != nil {
-				return fmt.Errorf("[::1] ports: %w", err)
-			}
-			for _, c := range loChanges {
-				logf("%s", c)
-			}
+		// [::1] is not worth failing the other repairs for.
+		var loChanges []string
+		lo, err := e.loopback()
+		if err == nil {
+			loChanges, err = lo.Sync(ports.lo)
+		}
+		if err != nil && len(ports.lo) > 0 {
+			logf("cannot serve %d port(s) on [::1]: %v", len(ports.lo), err)
+		}
+		for _, c := range loChanges {
+			logf("%s", c)
 		}
 		for i := range nets {
 			n := &nets[i]

@@ -122,13 +122,14 @@ func (t *Table) Add(ps []Port) error {
 	})
 }
 
-// Remove unpublishes ports (missing ones are not an error) and detaches the
-// programs when no namespace has any port left.
+// Remove unpublishes ports (missing ones are not an error, nor a cgroup
+// directory that is gone or none) and detaches the programs when no
+// namespace has any port left.
 func (t *Table) Remove(ps []Port) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	return t.locked(func(cg *os.File) error {
+	err := t.locked(func(cg *os.File) error {
 		o, _, err := ensure(cg, false)
 		if err != nil || o == nil {
 			return err
@@ -145,6 +146,10 @@ func (t *Table) Remove(ps []Port) error {
 		}
 		return o.detachIfEmpty(cg)
 	})
+	if errors.Is(err, errNoCgroup) {
+		return nil // nothing can have been attached there
+	}
+	return err
 }
 
 // Sync makes this namespace's entries exactly ps, re-attaching programs that
@@ -235,14 +240,20 @@ func decodeKey(k []byte) string {
 	return fmt.Sprintf("%s [::1]:%d", proto, binary.BigEndian.Uint16(k[8:]))
 }
 
+var errNoCgroup = errors.New("ports on [::1] need a cgroup2 directory (--cgroup, $CTNET_CGROUP; empty means the cgroup2 root)")
+
 // locked runs fn holding an exclusive lock on the cgroup directory, which
 // serialises every ctnet (of any namespace) attaching there.
 func (t *Table) locked(fn func(cg *os.File) error) error {
 	cg, err := os.Open(t.cgroup)
 	if err != nil {
-		return fmt.Errorf("cgroup for [::1] ports: %w", err)
+		return fmt.Errorf("%w: %w", errNoCgroup, err)
 	}
 	defer cg.Close()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(cg.Fd()), &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return fmt.Errorf("%w: %s is not a cgroup2 directory", errNoCgroup, t.cgroup)
+	}
 	if err := unix.Flock(int(cg.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("lock %s: %w", t.cgroup, err)
 	}
