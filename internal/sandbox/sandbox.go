@@ -199,7 +199,15 @@ var cgroupSeq atomic.Int64
 func (s *Sandbox) makeCgroup() {
 	root, err := loopback.DefaultCgroup()
 	if err != nil {
-		return
+		// No cgroup2 mount (the hierarchy exists all the same): mount one
+		// for this test, in a temp dir, gone when the test ends.
+		root = filepath.Join(s.Dir, "cgroup2")
+		os.Mkdir(root, 0o700)
+		if err := syscall.Mount("none", root, "cgroup2", 0, ""); err != nil {
+			s.t.Logf("no cgroup2 hierarchy, and mounting one failed: %v", err)
+			return
+		}
+		s.t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
 	}
 	dir := filepath.Join(root, fmt.Sprintf("ctnet-test-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
