@@ -291,3 +291,50 @@ func TestSyncRepairs(t *testing.T) {
 		t.Errorf("sync to nothing: %v, attached %v", err, r.attached())
 	}
 }
+
+// BenchmarkAddRemove: publishing and unpublishing one [::1] port while the
+// programs stay attached (another port keeps them).
+func BenchmarkAddRemove(b *testing.B) {
+	t := benchTable(b)
+	keep := []loopback.Port{{Proto: "tcp", HostPort: 1, ContainerIP: ctr6, ContainerPort: 80}}
+	if err := t.Add(keep); err != nil {
+		b.Fatal(err)
+	}
+	one := []loopback.Port{{Proto: "tcp", HostPort: 8080, ContainerIP: ctr6, ContainerPort: 80}}
+	for b.Loop() {
+		if err := t.Add(one); err != nil {
+			b.Fatal(err)
+		}
+		if err := t.Remove(one); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := t.Remove(keep); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAttachDetach: the first [::1] port (load and attach four
+// programs, make two maps) and the last (detach them).
+func BenchmarkAttachDetach(b *testing.B) {
+	t := benchTable(b)
+	one := []loopback.Port{{Proto: "tcp", HostPort: 8080, ContainerIP: ctr6, ContainerPort: 80}}
+	for b.Loop() {
+		if err := t.Add(one); err != nil {
+			b.Fatal(err)
+		}
+		if err := t.Remove(one); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchTable is a table on a cgroup of the sandbox's; no client runs, so
+// the programs never see a socket.
+func benchTable(b *testing.B) *loopback.Table {
+	s := sandbox.New(b)
+	if s.Cgroup == "" {
+		b.Skip("no cgroup2 hierarchy on this machine")
+	}
+	return loopback.New(s.Cgroup, 1)
+}
