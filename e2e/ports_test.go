@@ -73,6 +73,7 @@ func TestPublishedPorts(t *testing.T) {
 		{s.Host, "127.0.0.1", "8081"},
 		{s.Upstream, h, "8082"},
 		{s.Host, "::1", "8083"}, // [::1] reaches an IPv4-only container too
+		{s.Host, "::1", "8080"}, // and answers for every address, as Docker's proxy does
 	}
 	for _, r := range reach {
 		if got := tcpGet(r.from, r.addr, r.port); got != "hello" {
@@ -149,8 +150,14 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 	}
 	defer func() { listener6.Process.Kill(); listener6.Wait() }()
 	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), "[::1]:9091") }, "the host listener on [::1]")
-	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:9091:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
-		t.Errorf("host listener on [::1]: %v %s", err, e)
+	for _, p := range []string{"[::1]:9091:80", "9091:80", "0.0.0.0:9091:80"} {
+		if _, e, err := s.Ctnet("run", "-d", "-p", p, "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
+			t.Errorf("-p %s with a host listener on [::1]: %v %s", p, err, e)
+		}
+	}
+	// a's port on every address answers on [::1] too.
+	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:8080:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, `already published by container "a"`) {
+		t.Errorf("[::1] of a port on every address: %v %s", err, e)
 	}
 	// Where the [::1] programs cannot be attached (here: a directory that is no cgroup).
 	cmd := s.Host.Command(sandbox.Binary(t), "run", "-d", "-p", "[::1]:8084:80", "host", "sleep", "60")

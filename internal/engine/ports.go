@@ -21,9 +21,9 @@ import (
 // Published ports are elements of the firewall's DNAT maps, one batch per
 // container: no proxy process, no rule per port. Ports on [::1], which no
 // packet rewrite can serve, are entries of the loopback table instead (ports
-// on every IPv6 address get one too, so that [::1] works for them as it does
-// in Docker). The store keeps an index of host ports in use so that
-// conflicts are found before anything changes.
+// on every address get one too, so that [::1] answers for them as it does
+// with Docker's proxy). The store keeps an index of host ports in use so
+// that conflicts are found before anything changes.
 
 func portKey(m portspec.Mapping) string {
 	return fmt.Sprintf("%s/%d/%s", m.Proto, m.HostPort, m.HostIP)
@@ -31,13 +31,20 @@ func portKey(m portspec.Mapping) string {
 
 // portOwner returns the container holding a host port that overlaps m: same
 // protocol and port, and the same address or a wildcard of the same family
-// on either side (m without an address means every address of both).
-func portOwner(tx store.Tx, m portspec.Mapping) string {
+// on either side (m without an address means every address of both). A TCP
+// or UDP port on every IPv4 address answers on [::1] too, as Docker's proxy
+// does, so it also overlaps [::1] and every IPv6 address. Ports of the
+// container self (already reserved, or being reserved) are no conflict.
+func portOwner(tx store.Tx, m portspec.Mapping, self string) string {
 	var owner string
 	tx.ForEach(store.Ports, fmt.Sprintf("%s/%d/", m.Proto, m.HostPort), func(k string, v []byte) error {
 		ip, err := netip.ParseAddr(k[strings.LastIndex(k, "/")+1:])
+		if string(v) == self {
+			return nil
+		}
 		if err != nil || !m.HostIP.IsValid() ||
-			(ip.Is4() == m.HostIP.Is4() && (ip.IsUnspecified() || m.HostIP.IsUnspecified() || ip == m.HostIP)) {
+			(ip.Is4() == m.HostIP.Is4() && (ip.IsUnspecified() || m.HostIP.IsUnspecified() || ip == m.HostIP)) ||
+			(loopback.Supported(m.Proto) && (claimsLoopback6(ip) && claimsLoopback6(m.HostIP))) {
 			owner = string(v)
 		}
 		return nil
@@ -45,15 +52,29 @@ func portOwner(tx store.Tx, m portspec.Mapping) string {
 	return owner
 }
 
+// claimsLoopback6 tells whether a host address of a published TCP or UDP
+// port makes it answer on [::1]: [::1] itself, and both wildcards.
+func claimsLoopback6(ip netip.Addr) bool {
+	return ip.IsUnspecified() || (ip.Is6() && ip.IsLoopback())
+}
+
 // hostListens reports whether a process on the host already holds the port:
-// its traffic would be taken from it by the DNAT, so Docker refuses too.
+// its traffic would be taken from it by the DNAT (or the [::1] redirection
+// that comes with every IPv4 address), so Docker refuses too.
 func hostListens(m portspec.Mapping) bool {
 	ip := ""
 	if m.HostIP.IsValid() {
 		ip = m.HostIP.String()
 	}
-	addr := net.JoinHostPort(ip, strconv.Itoa(int(m.HostPort)))
-	switch m.Proto {
+	if listening(m.Proto, net.JoinHostPort(ip, strconv.Itoa(int(m.HostPort)))) {
+		return true
+	}
+	return m.HostIP == netip.IPv4Unspecified() && loopback.Supported(m.Proto) &&
+		listening(m.Proto, net.JoinHostPort("::1", strconv.Itoa(int(m.HostPort))))
+}
+
+func listening(proto, addr string) bool {
+	switch proto {
 	case "tcp":
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -105,14 +126,14 @@ func reservePorts(tx store.Tx, c *Container, ms []portspec.Mapping, ipv6 bool, l
 		}
 	}
 	lo, hi := ephemeralRange()
-	taken := func(m portspec.Mapping) bool { return portOwner(tx, m) != "" || hostListens(m) }
+	taken := func(m portspec.Mapping) bool { return portOwner(tx, m, c.ID) != "" || hostListens(m) }
 	ms, err := portspec.Allocate(ms, lo, hi, taken)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	ms = portspec.ExpandFamilies(ms, ipv6)
 	for _, m := range ms {
-		if id := portOwner(tx, m); id != "" {
+		if id := portOwner(tx, m, c.ID); id != "" {
 			who := ShortID(id)
 			if o, _ := getJSON[Container](tx, store.Containers, id); o != nil {
 				who = strconv.Quote(o.Name)
@@ -141,8 +162,8 @@ func (p published) allLo() []loopback.Port { return append(slices.Clip(p.lo), p.
 
 // publishedPorts turns a container's mappings into what serves them on its
 // endpoint; mappings of a family the container has no address of are left
-// out, but [::1] reaches an IPv4-only container too. Ports on every IPv6
-// address are served on [::1] only where a cgroup2 hierarchy is there for it.
+// out, but [::1] reaches an IPv4-only container too. Ports on every address
+// answer on [::1] only where a cgroup2 hierarchy is there for it.
 func publishedPorts(c *Container, ep *Endpoint, bridgeName string, loUsable bool) published {
 	var out published
 	v4, _ := netip.ParsePrefix(ep.IPv4)
@@ -167,7 +188,11 @@ func publishedPorts(c *Container, ep *Endpoint, bridgeName string, loUsable bool
 			Proto: m.Proto, HostIP: net.IP(m.HostIP.AsSlice()), HostPort: m.HostPort,
 			ContainerIP: net.IP(ctr.AsSlice()), ContainerPort: m.ContainerPort, Bridge: bridgeName,
 		})
-		if m.HostIP.Is6() && m.HostIP.IsUnspecified() && loUsable && loopback.Supported(m.Proto) {
+		// Every address includes [::1]; with both wildcards, the IPv6 one serves it.
+		if m.HostIP.IsUnspecified() && loUsable && loopback.Supported(m.Proto) &&
+			(m.HostIP.Is6() || !slices.ContainsFunc(c.Ports, func(o portspec.Mapping) bool {
+				return o.HostIP == netip.IPv6Unspecified() && o.Proto == m.Proto && o.HostPort == m.HostPort
+			})) {
 			out.loAlso = append(out.loAlso, lp)
 		}
 	}
