@@ -20,6 +20,7 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,12 +28,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/ctnet/ctnet/internal/loopback"
 )
 
 // Addresses of the sandbox's fixed topology.
@@ -49,7 +46,7 @@ const (
 type NS struct {
 	PID int
 	t   testing.TB
-	cg  *os.File // the sandbox's cgroup, where its processes are born; nil if none
+	cg  *Cgroup // the sandbox's cgroup, where its processes are born; nil if none
 }
 
 // NetPath is the namespace's path, usable as `--netns`.
@@ -59,14 +56,7 @@ func (n *NS) NetPath() string { return fmt.Sprintf("/proc/%d/ns/net", n.PID) }
 // namespaces.
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	a := append([]string{"-t", strconv.Itoa(n.PID), "-n", "-m", "--", name}, args...)
-	return inCgroup(exec.Command("nsenter", a...), n.cg)
-}
-
-func inCgroup(cmd *exec.Cmd, cg *os.File) *exec.Cmd {
-	if cg != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	}
-	return cmd
+	return n.cg.Into(exec.Command("nsenter", a...))
 }
 
 // Run runs a command in the namespace and returns its combined output.
@@ -108,7 +98,7 @@ type Sandbox struct {
 	// Cgroup is the cgroup2 directory every process of the sandbox is born
 	// in ("" when the machine has no cgroup2 hierarchy).
 	Cgroup string
-	cg     *os.File
+	cg     *Cgroup
 }
 
 // New makes a sandbox host with its upstream, torn down when the test ends.
@@ -171,7 +161,7 @@ func (s *Sandbox) holder(in *NS, name string, args ...string) *NS {
 		args = append([]string{"-t", strconv.Itoa(in.PID), "-m", "--", name}, args...)
 		name = "nsenter"
 	}
-	cmd := inCgroup(exec.Command(name, args...), s.cg)
+	cmd := s.cg.Into(exec.Command(name, args...))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)
@@ -192,65 +182,23 @@ func (s *Sandbox) holder(in *NS, name string, args ...string) *NS {
 	return &NS{PID: cmd.Process.Pid, t: s.t, cg: s.cg}
 }
 
-var cgroupSeq atomic.Int64
-
 // makeCgroup creates the sandbox's cgroup, removed (with whatever runtimes
 // made below it) when the test ends, after every process in it is gone.
 func (s *Sandbox) makeCgroup() {
-	root, err := loopback.DefaultCgroup()
+	cg, err := NewCgroup("ctnet-test", filepath.Join(s.Dir, "cgroup2"))
+	if errors.Is(err, ErrNoCgroup2) {
+		s.t.Logf("%v", err)
+		return
+	}
 	if err != nil {
-		// No cgroup2 mount (the hierarchy exists all the same): mount one
-		// for this test, in a temp dir, gone when the test ends.
-		root = filepath.Join(s.Dir, "cgroup2")
-		os.Mkdir(root, 0o700)
-		if err := syscall.Mount("none", root, "cgroup2", 0, ""); err != nil {
-			s.t.Logf("no cgroup2 hierarchy, and mounting one failed: %v", err)
-			return
-		}
-		s.t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+		s.t.Fatal(err)
 	}
-	dir := filepath.Join(root, fmt.Sprintf("ctnet-test-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		s.t.Fatalf("sandbox cgroup: %v", err)
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		os.Remove(dir)
-		s.t.Fatalf("sandbox cgroup: %v", err)
-	}
-	s.Cgroup, s.cg = dir, f
+	s.Cgroup, s.cg = cg.Dir, cg
 	s.t.Cleanup(func() {
-		f.Close()
-		// Killed processes leave the cgroup once the kernel has reaped them.
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			err := removeCgroup(dir)
-			if err == nil || time.Now().After(deadline) {
-				if err != nil {
-					s.t.Errorf("remove sandbox cgroup: %v", err)
-				}
-				return
-			}
+		if err := cg.Remove(); err != nil {
+			s.t.Errorf("remove sandbox cgroup: %v", err)
 		}
 	})
-}
-
-// removeCgroup removes a cgroup directory and its children, deepest first.
-func removeCgroup(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		return err
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return os.Remove(dir)
 }
 
 // killLeftovers ends every process that runs in the sandbox's mount

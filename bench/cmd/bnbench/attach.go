@@ -34,7 +34,11 @@ func addr(prefix string, i int) string {
 }
 
 func (b *bench) ctnetEnv(s *sandbox) []string {
-	return []string{"CTNET_ROOT=" + filepath.Join(s.dir, "root"), "CTNET_RUN_ROOT=" + filepath.Join(s.run, "ctnet"), "CTNET_CGROUP=" + s.cgroup}
+	env := []string{"CTNET_ROOT=" + filepath.Join(s.dir, "root"), "CTNET_RUN_ROOT=" + filepath.Join(s.run, "ctnet")}
+	if s.cgroup != nil {
+		env = append(env, "CTNET_CGROUP="+s.cgroup.Dir)
+	}
+	return env
 }
 
 func (b *bench) ctnetAttacher() *attacher {

@@ -3,16 +3,16 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/ctnet/ctnet/internal/loopback"
+	ctsandbox "github.com/ctnet/ctnet/internal/sandbox"
 )
 
 // sandbox is a worker process that holds its own network and mount
@@ -22,12 +22,12 @@ type sandbox struct {
 	name string
 	dir  string // on disk, outside the sandbox's tmpfs: persistent state
 	run  string // tmpfs inside the sandbox's mount namespace
-	// cgroup, where the worker and all it starts are born: ctnet attaches its
-	// [::1] programs there, not to the machine's cgroup2 root ("" if none).
-	cgroup string
+	// where the worker and all it starts are born: ctnet attaches its [::1]
+	// programs there, not to the machine's cgroup2 root (nil if none).
+	cgroup *ctsandbox.Cgroup
 	cmd    *exec.Cmd
-	in   io.WriteCloser
-	out  *bufio.Scanner
+	in     io.WriteCloser
+	out    *bufio.Scanner
 }
 
 // The holder carries the cgroup tree over a fresh sysfs (dockerd and runc need
@@ -60,26 +60,22 @@ func startSandbox(base, name string, privateRun bool) (*sandbox, error) {
 	s.cmd = exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
 		"sh", "-c", sandboxScript, "sh", cg, s.run, self, s.run, pr)
 	s.cmd.Stderr = os.Stderr
-	if root, err := loopback.DefaultCgroup(); err == nil {
-		s.cgroup = filepath.Join(root, fmt.Sprintf("bnbench-%s-%d", name, os.Getpid()))
-		if err := os.Mkdir(s.cgroup, 0o755); err != nil {
-			return nil, fmt.Errorf("sandbox %s: %w", name, err)
-		}
-		f, err := os.Open(s.cgroup)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox %s: %w", name, err)
-		}
-		defer f.Close()
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	s.cgroup, err = ctsandbox.NewCgroup("bnbench-"+name, filepath.Join(s.dir, "cgroup2"))
+	if err != nil && !errors.Is(err, ctsandbox.ErrNoCgroup2) {
+		return nil, fmt.Errorf("sandbox %s: %w", name, err)
 	}
+	s.cgroup.Into(s.cmd)
 	if s.in, err = s.cmd.StdinPipe(); err != nil {
+		s.removeCgroup()
 		return nil, err
 	}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
+		s.removeCgroup()
 		return nil, err
 	}
 	if err := s.cmd.Start(); err != nil {
+		s.removeCgroup()
 		return nil, fmt.Errorf("sandbox %s: start: %w", name, err)
 	}
 	s.out = bufio.NewScanner(stdout)
@@ -130,6 +126,7 @@ func (s *sandbox) rmns(name string) time.Duration {
 // close ends the worker: it stops what it started and its namespaces go.
 func (s *sandbox) close() {
 	if s.cmd == nil || s.cmd.Process == nil {
+		s.removeCgroup()
 		return
 	}
 	s.in.Close()
@@ -142,11 +139,15 @@ func (s *sandbox) close() {
 		<-done
 	}
 	s.cmd = nil
-	// Processes killed with the worker leave the cgroup once reaped.
-	for i := 0; s.cgroup != "" && i < 100; i++ {
-		if err := os.Remove(s.cgroup); err == nil || os.IsNotExist(err) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	s.removeCgroup()
+}
+
+func (s *sandbox) removeCgroup() {
+	if s.cgroup == nil {
+		return
 	}
+	if err := s.cgroup.Remove(); err != nil {
+		logf("sandbox %s: %v", s.name, err)
+	}
+	s.cgroup = nil
 }
