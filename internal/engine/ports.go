@@ -246,16 +246,18 @@ func (e *Engine) publish(c *Container) error {
 			return fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}
-	if len(ports.lo)+len(ports.loAlso) > 0 {
+	if all := ports.allLo(); len(all) > 0 {
+		// One round for both: what fails is the cgroup or the programs, not
+		// an entry, and only ports asked for on [::1] make that an error.
 		lo, err := e.loopback()
 		if err == nil {
-			err = lo.Add(ports.lo)
+			err = lo.Add(all)
 		}
-		if err != nil {
+		switch {
+		case err != nil && len(ports.lo) > 0:
 			return fmt.Errorf("container %q: %w", c.Name, err)
-		}
-		if err := lo.Add(ports.loAlso); err != nil {
-			e.Log("warning: container %q: its ports on every IPv6 address do not answer on [::1]: %v", c.Name, err)
+		case err != nil:
+			e.Log("warning: container %q: its ports on every address do not answer on [::1]: %v", c.Name, err)
 		}
 	}
 	crashPoint("publish")
