@@ -314,6 +314,8 @@ func ensure(cg *os.File, create bool) (*objects, []string, error) {
 				delete(o.progs, h.name)
 			}
 		}
+		o.close() // a map adopted from them, if any
+		o.ports, o.socks = nil, nil
 		if err := o.makeMaps(); err != nil {
 			o.close()
 			return nil, nil, err

@@ -260,14 +260,7 @@ func TestSyncRepairs(t *testing.T) {
 	if err := r.table.Add([]loopback.Port{stray}); err != nil {
 		t.Fatal(err)
 	}
-	cg, _ := os.Open(r.s.Cgroup)
-	res, _ := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: ebpf.AttachCGroupInet6Connect})
-	p, _ := ebpf.NewProgramFromID(res.Programs[0].ID)
-	if err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: p, Attach: ebpf.AttachCGroupInet6Connect}); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-	cg.Close()
+	r.detach(ebpf.AttachCGroupInet6Connect)
 	r.expect(h, "tcp", "[::1]:8080", "refused")
 	changes, err := r.table.Sync(ports)
 	if err != nil {
@@ -287,8 +280,42 @@ func TestSyncRepairs(t *testing.T) {
 	if changes, err := r.table.Sync(ports); err != nil || len(changes) != 0 {
 		t.Errorf("second sync: %v %v", changes, err)
 	}
+	// Only a program without the ports map is left: start afresh.
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupUDP6Recvmsg} {
+		r.detach(at)
+	}
+	changes, err = r.table.Sync(ports)
+	if err != nil || len(changes) != 1+len(ports) || changes[0] != "attached the [::1] programs to "+r.s.Cgroup {
+		t.Errorf("sync after losing the map: %v\n%s", err, strings.Join(changes, "\n"))
+	}
+	if got := r.attached(); len(got) != 4 {
+		t.Errorf("attached after the fresh start: %v", got)
+	}
+	r.expect(h, "tcp", "[::1]:8080", "from [::1]:8080")
 	if _, err := r.table.Sync(nil); err != nil || len(r.attached()) != 0 {
 		t.Errorf("sync to nothing: %v, attached %v", err, r.attached())
+	}
+}
+
+// detach takes ctnet's program off one hook, behind the table's back.
+func (r *rig) detach(at ebpf.AttachType) {
+	r.t.Helper()
+	cg, err := os.Open(r.s.Cgroup)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cg.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
+	if err != nil || len(res.Programs) != 1 {
+		r.t.Fatalf("programs on %v: %v %v", at, res, err)
+	}
+	p, err := ebpf.NewProgramFromID(res.Programs[0].ID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer p.Close()
+	if err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: p, Attach: at}); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
@@ -300,15 +327,7 @@ func BenchmarkAddRemove(b *testing.B) {
 	if err := t.Add(keep); err != nil {
 		b.Fatal(err)
 	}
-	one := []loopback.Port{{Proto: "tcp", HostPort: 8080, ContainerIP: ctr6, ContainerPort: 80}}
-	for b.Loop() {
-		if err := t.Add(one); err != nil {
-			b.Fatal(err)
-		}
-		if err := t.Remove(one); err != nil {
-			b.Fatal(err)
-		}
-	}
+	addRemove(b, t)
 	if err := t.Remove(keep); err != nil {
 		b.Fatal(err)
 	}
@@ -317,7 +336,10 @@ func BenchmarkAddRemove(b *testing.B) {
 // BenchmarkAttachDetach: the first [::1] port (load and attach four
 // programs, make two maps) and the last (detach them).
 func BenchmarkAttachDetach(b *testing.B) {
-	t := benchTable(b)
+	addRemove(b, benchTable(b))
+}
+
+func addRemove(b *testing.B, t *loopback.Table) {
 	one := []loopback.Port{{Proto: "tcp", HostPort: 8080, ContainerIP: ctr6, ContainerPort: 80}}
 	for b.Loop() {
 		if err := t.Add(one); err != nil {
