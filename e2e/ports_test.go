@@ -119,6 +119,19 @@ func TestPublishedPorts(t *testing.T) {
 	}
 }
 
+// hostListener starts a socat listening on the sandbox host (address as
+// socat takes it), stopped when the test ends, and waits until `ss -ltn`
+// shows local.
+func hostListener(t *testing.T, s *sandbox.Sandbox, address, local string) {
+	t.Helper()
+	l := s.Host.Command("socat", address, "-")
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Process.Kill(); l.Wait() })
+	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), local) }, "the host listener on "+local)
+}
+
 func TestPortConflictsChangeNothing(t *testing.T) {
 	t.Parallel()
 	s := sandbox.New(t)
@@ -128,12 +141,7 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 		t.Errorf("same host port: %v %s", err, e)
 	}
 	// A process on the host already listening.
-	listener := s.Host.Command("socat", "TCP-LISTEN:9090,reuseaddr", "-")
-	if err := listener.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { listener.Process.Kill(); listener.Wait() }()
-	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), ":9090") }, "the host listener")
+	hostListener(t, s, "TCP-LISTEN:9090,reuseaddr", ":9090")
 	if _, e, err := s.Ctnet("run", "-d", "--name", "c", "-p", "9090:80", "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
 		t.Errorf("host listener: %v %s", err, e)
 	}
@@ -144,12 +152,7 @@ func TestPortConflictsChangeNothing(t *testing.T) {
 	if _, e, err := s.Ctnet("run", "-d", "-p", "[::1]:8083:80/sctp", "host", "sleep", "60"); err == nil || !strings.Contains(e, "only tcp and udp") {
 		t.Errorf("[::1] sctp: %v %s", err, e)
 	}
-	listener6 := s.Host.Command("socat", "TCP6-LISTEN:9091,bind=[::1],reuseaddr", "-")
-	if err := listener6.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { listener6.Process.Kill(); listener6.Wait() }()
-	waitFor(t, func() bool { return strings.Contains(s.Host.MustRun("ss", "-ltn"), "[::1]:9091") }, "the host listener on [::1]")
+	hostListener(t, s, "TCP6-LISTEN:9091,bind=[::1],reuseaddr", "[::1]:9091")
 	for _, p := range []string{"[::1]:9091:80", "9091:80", "0.0.0.0:9091:80"} {
 		if _, e, err := s.Ctnet("run", "-d", "-p", p, "host", "sleep", "60"); err == nil || !strings.Contains(e, "already listens") {
 			t.Errorf("-p %s with a host listener on [::1]: %v %s", p, err, e)
