@@ -11,7 +11,7 @@ import (
 	"os"
 
 	"github.com/ctnet/ctnet/internal/cli"
-	ocirt "github.com/ctnet/ctnet/internal/runtime"
+	"github.com/ctnet/ctnet/internal/ocirt"
 )
 
 func main() {

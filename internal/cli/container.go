@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/ocirt"
 	"github.com/ctnet/ctnet/internal/portspec"
-	ocirt "github.com/ctnet/ctnet/internal/runtime"
 )
 
 func (a *app) containerCmds() []*cobra.Command {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/nspin"
+	"github.com/ctnet/ctnet/internal/ocirt"
 	"github.com/ctnet/ctnet/internal/portspec"
-	ocirt "github.com/ctnet/ctnet/internal/runtime"
 	"github.com/ctnet/ctnet/internal/store"
 )
 

@@ -2,9 +2,6 @@
 // daemon: a bundle per container under a state directory, an overlayfs root
 // over the image's layers (or the host's / read-only for the host image), and
 // for detached containers a small monitor process that records the exit code.
-//
-// The package is named ocirt so that it does not shadow the standard library's
-// runtime package in its callers; it lives in internal/runtime.
 package ocirt
 
 import (

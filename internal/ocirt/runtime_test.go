@@ -19,7 +19,7 @@ import (
 
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/image/imagetest"
-	ocirt "github.com/ctnet/ctnet/internal/runtime"
+	"github.com/ctnet/ctnet/internal/ocirt"
 )
 
 func TestNewMissingBinary(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/image/imagetest"
 	"github.com/ctnet/ctnet/internal/nspin"
-	ocirt "github.com/ctnet/ctnet/internal/runtime"
+	"github.com/ctnet/ctnet/internal/ocirt"
 )
 
 const nsEnv = "CTNET_RT_TEST_PRIVATE_MNT"
