@@ -147,3 +147,8 @@ func TestViewOfEmptyState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMemory(t *testing.T) {
+	Suite(t, func(t *testing.T) Store { return NewMemory() })
+	Suite(t, func(t *testing.T) Store { m := NewMemory(); m.Replay = true; return m })
+}
