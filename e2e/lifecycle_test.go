@@ -153,9 +153,9 @@ func assertClean(t *testing.T, s *sandbox.Sandbox, bridge string) {
 	if c := s.MustCtnet("network", "inspect", "-f", "{{len .Containers}}", "bridge"); strings.TrimSpace(c) != "0" {
 		t.Errorf("bridge network still lists %s endpoints", c)
 	}
-	// ctnet.db, lock and the embedded resolver's dns.json* belong to the
-	// instance, not to any endpoint.
-	files := s.Host.MustRun("find", s.RunRoot, "-type", "f", "-not", "-name", "ctnet.db", "-not", "-name", "lock", "-not", "-name", "dns.json*")
+	// ctnet.db, the lock files and the embedded resolver's dns.json*
+	// belong to the instance, not to any endpoint.
+	files := s.Host.MustRun("find", s.RunRoot, "-type", "f", "-not", "-name", "ctnet.db", "-not", "-name", "*lock", "-not", "-name", "dns.json*")
 	if strings.TrimSpace(files) != "" {
 		t.Errorf("files left in the run root:\n%s", files)
 	}

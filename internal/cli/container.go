@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctnet/ctnet/internal/engine"
-	"github.com/ctnet/ctnet/internal/ocirt"
+	"github.com/ctnet/ctnet/internal/containers"
+	"github.com/ctnet/ctnet/internal/network"
 	"github.com/ctnet/ctnet/internal/portspec"
 )
 
@@ -24,7 +24,7 @@ func (a *app) containerCmds() []*cobra.Command {
 }
 
 func (a *app) runCmd() *cobra.Command {
-	var s engine.RunSpec
+	var s containers.RunSpec
 	var publish []string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -40,14 +40,14 @@ func (a *app) runCmd() *cobra.Command {
 			if s.Publish, err = portspec.ParseAll(publish); err != nil {
 				return err
 			}
-			s.Stdin, s.Stdout, s.Stderr = os.Stdin, a.out, a.errOut
-			e, err := a.engine()
+			s.Stdio = containers.Stdio{In: os.Stdin, Out: a.out, Err: a.errOut}
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, code, err := e.Run(ctx, s)
+			c, code, err := m.Run(ctx, s)
 			if err != nil {
 				return err
 			}
@@ -110,11 +110,11 @@ func (a *app) psCmd() *cobra.Command {
 		Short:   "List containers",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			cs, err := e.Containers()
+			cs, err := m.Containers()
 			if err != nil {
 				return err
 			}
@@ -125,15 +125,15 @@ func (a *app) psCmd() *cobra.Command {
 				if !all && !c.Status.Running {
 					continue
 				}
-				id, command := engine.ShortID(c.ID), `"`+strings.Join(c.Args, " ")+`"`
+				id, command := network.ShortID(c.ID), `"`+strings.Join(c.Args, " ")+`"`
 				if noTrunc {
 					id = c.ID
 				} else if len(command) > 22 {
 					command = command[:19] + `…"`
 				}
 				var nets []string
-				for _, ep := range c.Endpoints {
-					nets = append(nets, ep.Network)
+				for _, at := range c.Attachments {
+					nets = append(nets, at.Network)
 				}
 				if len(nets) == 0 && (c.NetworkMode == "host" || c.NetworkMode == "none") {
 					nets = []string{c.NetworkMode}
@@ -162,7 +162,7 @@ func (a *app) psCmd() *cobra.Command {
 	return cmd
 }
 
-func statusText(s ocirt.Status) string {
+func statusText(s containers.Status) string {
 	switch {
 	case s.Running:
 		return "Up " + ago(s.StartedAt)
@@ -203,18 +203,18 @@ func plural(n int, unit string) string {
 }
 
 func (a *app) execCmd() *cobra.Command {
-	var x ocirt.ExecSpec
+	var x containers.ExecSpec
 	cmd := &cobra.Command{
 		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
 		Short: "Run a command in a running container",
 		Args:  minArgs(2, "CONTAINER COMMAND"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			x.Args = args[1:]
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			code, err := e.Exec(context.Background(), args[0], x, os.Stdin, a.out, a.errOut)
+			code, err := m.Exec(cmd.Context(), args[0], x, containers.Stdio{In: os.Stdin, Out: a.out, Err: a.errOut})
 			if err != nil {
 				return err
 			}
@@ -236,14 +236,14 @@ func (a *app) execCmd() *cobra.Command {
 
 // eachContainer runs fn for every argument, prints what Docker prints (the
 // argument) on success, and reports every failure.
-func (a *app) eachContainer(args []string, fn func(e *engine.Engine, ref string) error) error {
-	e, err := a.engine()
+func (a *app) eachContainer(args []string, fn func(m *containers.Manager, ref string) error) error {
+	m, err := a.containers()
 	if err != nil {
 		return err
 	}
 	var errs []string
 	for _, ref := range args {
-		if err := fn(e, ref); err != nil {
+		if err := fn(m, ref); err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
@@ -262,8 +262,8 @@ func (a *app) stopCmd() *cobra.Command {
 		Short: "Stop one or more running containers (SIGTERM, then SIGKILL after --time)",
 		Args:  minArgs(1, "CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
-				_, err := e.Stop(context.Background(), ref, time.Duration(timeout)*time.Second)
+			return a.eachContainer(args, func(m *containers.Manager, ref string) error {
+				_, err := m.Stop(cmd.Context(), ref, time.Duration(timeout)*time.Second)
 				return err
 			})
 		},
@@ -283,8 +283,8 @@ func (a *app) killCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
-				_, err := e.Kill(ref, s)
+			return a.eachContainer(args, func(m *containers.Manager, ref string) error {
+				_, err := m.Kill(ref, s)
 				return err
 			})
 		},
@@ -314,8 +314,8 @@ func (a *app) rmCmd() *cobra.Command {
 		Short: "Remove one or more containers and their network endpoints",
 		Args:  minArgs(1, "CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.eachContainer(args, func(e *engine.Engine, ref string) error {
-				_, err := e.Remove(ref, force)
+			return a.eachContainer(args, func(m *containers.Manager, ref string) error {
+				_, err := m.Remove(cmd.Context(), ref, force)
 				return err
 			})
 		},
@@ -331,11 +331,11 @@ func (a *app) logsCmd() *cobra.Command {
 		Short: "Print the output of a detached container",
 		Args:  exactArgs(1, "CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			path, c, err := e.LogPath(args[0])
+			path, c, err := m.LogPath(args[0])
 			if err != nil {
 				return err
 			}
@@ -354,7 +354,7 @@ func (a *app) logsCmd() *cobra.Command {
 				if !follow {
 					return nil
 				}
-				if !e.Running(c) {
+				if !m.Running(c) {
 					_, err := io.Copy(a.out, f) // what came after the last read
 					return err
 				}
@@ -368,7 +368,7 @@ func (a *app) logsCmd() *cobra.Command {
 
 // publishedNow is what a container publishes while it runs (Docker shows no
 // ports for a stopped container).
-func publishedNow(c engine.ContainerInfo) []portspec.Mapping {
+func publishedNow(c containers.Info) []portspec.Mapping {
 	if !c.Status.Running {
 		return nil
 	}
@@ -381,11 +381,11 @@ func (a *app) portCmd() *cobra.Command {
 		Short: "List a container's published ports, as `docker port`",
 		Args:  rangeArgs(1, 2, "CONTAINER [PRIVATE_PORT[/PROTO]]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			c, err := e.InspectContainer(args[0])
+			c, err := m.Inspect(args[0])
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/network"
 )
 
 // The parsers of `network create`, `network ls|prune --filter` and `kill -s`
@@ -124,10 +124,10 @@ func FuzzSubnetSpecs(f *testing.F) {
 	})
 }
 
-var filterSamples = []engine.NetworkInfo{
-	{Network: engine.Network{Name: "bridge", ID: "0123456789abcdef", Driver: "bridge"}},
-	{Network: engine.Network{Name: "web", ID: "fedcba9876543210", Driver: "bridge", Labels: map[string]string{"env": "prod", "k": ""}}},
-	{Network: engine.Network{Name: "", ID: "", Driver: ""}},
+var filterSamples = []network.NetworkInfo{
+	{Network: network.Network{Name: "bridge", ID: "0123456789abcdef", Driver: "bridge"}},
+	{Network: network.Network{Name: "web", ID: "fedcba9876543210", Driver: "bridge", Labels: map[string]string{"env": "prod", "k": ""}}},
+	{Network: network.Network{Name: "", ID: "", Driver: ""}},
 }
 
 func FuzzNetworkFilter(f *testing.F) {

@@ -18,11 +18,11 @@ func (a *app) imageCmds() []*cobra.Command {
 }
 
 func (a *app) images() (*image.Store, error) {
-	e, err := a.engine()
+	m, err := a.containers()
 	if err != nil {
 		return nil, err
 	}
-	return e.Images()
+	return m.Images()
 }
 
 func (a *app) imageLoadCmd() *cobra.Command {
@@ -173,7 +173,7 @@ func (a *app) rmiCmd(use string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cs, err := a.eng.Containers() // opened by a.images
+			cs, err := a.ctrs.Containers() // opened by a.images
 			if err != nil {
 				return err
 			}

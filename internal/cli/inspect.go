@@ -2,13 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/network"
 	"github.com/ctnet/ctnet/internal/portspec"
 )
 
@@ -78,23 +77,23 @@ type (
 	}
 )
 
-func endpointSettings(ep engine.Endpoint, nets map[string]engine.NetworkInfo) endpointSettingsJSON {
-	s := endpointSettingsJSON{NetworkID: ep.NetworkID, EndpointID: ep.ID, MacAddress: ep.MAC, Aliases: ep.Aliases}
-	n := nets[ep.NetworkID]
-	if p, err := netip.ParsePrefix(ep.IPv4); err == nil {
+func endpointSettings(at network.Attachment, nets map[string]network.NetworkInfo) endpointSettingsJSON {
+	s := endpointSettingsJSON{NetworkID: at.NetworkID, EndpointID: at.ID, MacAddress: at.MAC.String(), Aliases: at.Aliases}
+	n := nets[at.NetworkID]
+	if p := at.IPv4; p.IsValid() {
 		s.IPAddress, s.IPPrefixLen = p.Addr().String(), p.Bits()
 	}
-	if p, err := netip.ParsePrefix(ep.IPv6); err == nil {
+	if p := at.IPv6; p.IsValid() {
 		s.GlobalIPv6Address, s.GlobalIPv6PrefixLen = p.Addr().String(), p.Bits()
 	}
 	for _, sub := range n.Subnets {
 		if n.Internal {
 			break
 		}
-		if strings.Contains(sub.Subnet, ":") {
-			s.IPv6Gateway = sub.Gateway
+		if sub.Subnet.Addr().Is6() {
+			s.IPv6Gateway = sub.Gateway.String()
 		} else if s.Gateway == "" {
-			s.Gateway = sub.Gateway
+			s.Gateway = sub.Gateway.String()
 		}
 	}
 	return s
@@ -107,22 +106,26 @@ func (a *app) inspectCmd() *cobra.Command {
 		Short: "Display detailed information on containers, as JSON",
 		Args:  minArgs(1, "CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			all, err := e.Networks()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			nets := map[string]engine.NetworkInfo{}
+			all, err := svc.Networks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			nets := map[string]network.NetworkInfo{}
 			for _, n := range all {
 				nets[n.ID] = n
 			}
 			var out []containerJSON
 			var errs []string
 			for _, ref := range args {
-				c, err := e.InspectContainer(ref)
+				c, err := m.Inspect(ref)
 				if err != nil {
 					errs = append(errs, err.Error())
 					continue
@@ -144,9 +147,9 @@ func (a *app) inspectCmd() *cobra.Command {
 				if j.HostConfig.IpcMode == "" {
 					j.HostConfig.IpcMode = "private"
 				}
-				for i, ep := range c.Endpoints {
-					s := endpointSettings(ep, nets)
-					j.NetworkSettings.Networks[ep.Network] = s
+				for i, at := range c.Attachments {
+					s := endpointSettings(at, nets)
+					j.NetworkSettings.Networks[at.Network] = s
 					if i == 0 {
 						top := s
 						top.NetworkID, top.Aliases = "", nil

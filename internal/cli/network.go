@@ -2,14 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctnet/ctnet/internal/engine"
 	"github.com/ctnet/ctnet/internal/ipam"
+	"github.com/ctnet/ctnet/internal/network"
 )
 
 func (a *app) networkCmd() *cobra.Command {
@@ -38,7 +39,7 @@ func (a *app) networkCreateCmd() *cobra.Command {
   ctnet network create --internal -o com.docker.network.bridge.enable_icc=false backend`,
 		Args: exactArgs(1, "NETWORK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := engine.NetworkSpec{Name: args[0], Driver: driver, Internal: internal, IPv6: ipv6}
+			spec := network.NetworkSpec{Name: args[0], Driver: driver, Internal: internal, IPv6: ipv6}
 			var err error
 			if spec.Subnets, err = subnetSpecs(subnets, gateways, ipRanges, aux); err != nil {
 				return err
@@ -49,11 +50,11 @@ func (a *app) networkCreateCmd() *cobra.Command {
 			if spec.Labels, err = keyValues("--label", labels); err != nil {
 				return err
 			}
-			e, err := a.engine()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			n, err := e.CreateNetwork(spec)
+			n, err := svc.CreateNetwork(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
@@ -76,14 +77,14 @@ func (a *app) networkCreateCmd() *cobra.Command {
 
 // subnetSpecs pairs --gateway, --ip-range and --aux-address with the
 // --subnet that holds them, as the docker CLI does (ipam.FromFlags).
-func subnetSpecs(subnets, gateways, ranges, aux []string) ([]engine.SubnetSpec, error) {
+func subnetSpecs(subnets, gateways, ranges, aux []string) ([]network.SubnetSpec, error) {
 	plans, err := ipam.FromFlags(subnets, ranges, gateways, aux)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]engine.SubnetSpec, 0, len(plans))
+	out := make([]network.SubnetSpec, 0, len(plans))
 	for _, p := range plans {
-		spec := engine.SubnetSpec{Subnet: p.Prefix.String(), Gateway: p.Gateway.String()}
+		spec := network.SubnetSpec{Subnet: p.Prefix.String(), Gateway: p.Gateway.String()}
 		if p.Range.IsValid() {
 			spec.IPRange = p.Range.String()
 		}
@@ -117,11 +118,11 @@ func (a *app) networkRmCmd() *cobra.Command {
 		Short:   "Remove one or more networks",
 		Args:    minArgs(1, "NETWORK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			removed, err := e.RemoveNetwork(args...)
+			removed, err := svc.RemoveNetworks(cmd.Context(), args...)
 			for _, r := range removed {
 				fmt.Fprintln(a.out, r)
 			}
@@ -136,7 +137,7 @@ type networkRow struct {
 	IPv6, Internal          bool
 	Labels                  string
 	CreatedAt               string
-	n                       engine.NetworkInfo
+	n                       network.NetworkInfo
 }
 
 var networkHeaders = map[string]string{
@@ -156,11 +157,11 @@ func (a *app) networkLsCmd() *cobra.Command {
 		Short:   "List networks",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			nets, err := e.Networks()
+			nets, err := svc.Networks(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -175,7 +176,7 @@ func (a *app) networkLsCmd() *cobra.Command {
 				}
 				id := n.ID
 				if !noTrunc {
-					id = engine.ShortID(id)
+					id = network.ShortID(id)
 				}
 				rows = append(rows, networkRow{
 					ID: id, Name: n.Name, Driver: n.Driver, Scope: "local",
@@ -202,7 +203,7 @@ func (a *app) networkLsCmd() *cobra.Command {
 
 // networkFilter implements Docker's `network ls --filter` keys. Filters of
 // one key are OR'ed, different keys AND'ed, as in Docker.
-func networkFilter(filters []string) (func(engine.NetworkInfo) bool, error) {
+func networkFilter(filters []string) (func(network.NetworkInfo) bool, error) {
 	by := map[string][]string{}
 	for _, f := range filters {
 		k, v, ok := strings.Cut(f, "=")
@@ -219,10 +220,10 @@ func networkFilter(filters []string) (func(engine.NetworkInfo) bool, error) {
 		}
 		by[k] = append(by[k], v)
 	}
-	builtin := func(n engine.NetworkInfo) bool {
-		return n.Name == engine.DefaultNetwork || n.Name == "host" || n.Name == "none"
+	builtin := func(n network.NetworkInfo) bool {
+		return n.Name == network.DefaultNetwork || n.Name == "host" || n.Name == "none"
 	}
-	one := func(k, v string, n engine.NetworkInfo) bool {
+	one := func(k, v string, n network.NetworkInfo) bool {
 		switch k {
 		case "name":
 			return strings.Contains(n.Name, v)
@@ -240,7 +241,7 @@ func networkFilter(filters []string) (func(engine.NetworkInfo) bool, error) {
 			return ok && (!hasV || got == lv)
 		}
 	}
-	return func(n engine.NetworkInfo) bool {
+	return func(n network.NetworkInfo) bool {
 		for k, vs := range by {
 			any := false
 			for _, v := range vs {
@@ -288,7 +289,7 @@ type (
 	ipamJSON struct {
 		Driver  string
 		Options map[string]string
-		Config  []engine.Subnet
+		Config  []network.Subnet
 	}
 	endpointJSON struct {
 		Name        string
@@ -299,7 +300,7 @@ type (
 	}
 )
 
-func toNetworkJSON(n engine.NetworkInfo) networkJSON {
+func toNetworkJSON(n network.NetworkInfo) networkJSON {
 	j := networkJSON{
 		Name: n.Name, Id: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
 		EnableIPv6: n.IPv6, Internal: n.Internal, Attachable: false,
@@ -307,7 +308,7 @@ func toNetworkJSON(n engine.NetworkInfo) networkJSON {
 		Containers: map[string]endpointJSON{}, Options: n.Options, Labels: n.Labels,
 	}
 	if j.IPAM.Config == nil {
-		j.IPAM.Config = []engine.Subnet{}
+		j.IPAM.Config = []network.Subnet{}
 	}
 	if j.Options == nil {
 		j.Options = map[string]string{}
@@ -315,20 +316,14 @@ func toNetworkJSON(n engine.NetworkInfo) networkJSON {
 	if j.Labels == nil {
 		j.Labels = map[string]string{}
 	}
-	if n.Bridge != "" {
-		j.Options[engine.OptBridgeName] = n.Bridge
-		if _, ok := j.Options[engine.OptMTU]; !ok {
-			j.Options[engine.OptMTU] = fmt.Sprint(n.MTU)
-		}
-	}
-	for _, ep := range n.Endpoints {
-		key := ep.Container
-		if key == "" {
-			key = "ep-" + ep.ID // a bare namespace has no container id
+	for _, a := range n.Attachments {
+		key := "ep-" + a.ID // a bare namespace has no container id
+		if a.Owner.Kind == network.OwnerContainer {
+			key = a.Owner.ID
 		}
 		j.Containers[key] = endpointJSON{
-			Name: ep.Name, EndpointID: ep.ID, MacAddress: ep.MAC,
-			IPv4Address: ep.IPv4, IPv6Address: ep.IPv6,
+			Name: a.Name, EndpointID: a.ID, MacAddress: a.MAC.String(),
+			IPv4Address: prefixText(a.IPv4), IPv6Address: prefixText(a.IPv6),
 		}
 	}
 	return j
@@ -341,15 +336,15 @@ func (a *app) networkInspectCmd() *cobra.Command {
 		Short: "Display detailed information on one or more networks",
 		Args:  minArgs(1, "NETWORK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
 			var out []networkJSON
 			var missing []string
 			for _, ref := range args {
-				n, err := e.InspectNetwork(ref)
-				if engine.IsNotFound(err) {
+				n, err := svc.Network(cmd.Context(), ref)
+				if network.IsNotFound(err) {
 					missing = append(missing, err.Error())
 					continue
 				}
@@ -372,7 +367,7 @@ func (a *app) networkInspectCmd() *cobra.Command {
 }
 
 func (a *app) networkConnectCmd() *cobra.Command {
-	var spec engine.AttachSpec
+	var spec network.AttachSpec
 	cmd := &cobra.Command{
 		Use:   "connect [OPTIONS] NETWORK {CONTAINER | --netns PATH}",
 		Short: "Connect a container, or any network namespace, to a network",
@@ -389,19 +384,23 @@ MTU and a default route via the gateway (the first network's).`,
 				return fmt.Errorf("network connect: give either a CONTAINER or --netns PATH")
 			}
 			spec.Network = args[0]
-			e, err := a.engine()
-			if err != nil {
-				return err
-			}
 			if len(args) == 2 {
-				_, err := e.ConnectContainer(spec, args[1])
+				m, err := a.containers()
+				if err != nil {
+					return err
+				}
+				_, err = m.Connect(cmd.Context(), args[1], spec)
 				return err
 			}
-			ep, err := e.Attach(spec)
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%s %s %s %s\n", ep.IfName, ep.IPv4, ep.MAC, ep.HostIf)
+			at, err := svc.Attach(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%s %s %s %s\n", at.IfName, prefixText(at.IPv4), at.MAC, at.HostIf)
 			return nil
 		},
 	}
@@ -425,14 +424,18 @@ func (a *app) networkDisconnectCmd() *cobra.Command {
 			if (len(args) == 2) == (path != "") {
 				return fmt.Errorf("network disconnect: give either a CONTAINER or --netns PATH")
 			}
-			e, err := a.engine()
+			if len(args) == 2 {
+				m, err := a.containers()
+				if err != nil {
+					return err
+				}
+				return m.Disconnect(cmd.Context(), args[0], args[1])
+			}
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			if len(args) == 2 {
-				return e.DisconnectContainer(args[0], args[1])
-			}
-			return e.Detach(args[0], path)
+			return svc.DetachNamespace(cmd.Context(), args[0], path)
 		},
 	}
 	cmd.Flags().StringVar(&path, "netns", "", "path of the network namespace to disconnect")
@@ -451,17 +454,17 @@ func (a *app) networkPruneCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := a.engine()
+			svc, err := a.network()
 			if err != nil {
 				return err
 			}
-			nets, err := e.Networks()
+			nets, err := svc.Networks(cmd.Context())
 			if err != nil {
 				return err
 			}
 			var unused []string
 			for _, n := range nets {
-				if n.Driver == "bridge" && n.Name != engine.DefaultNetwork && len(n.Endpoints) == 0 && match(n) {
+				if !network.Predefined(n.Name) && n.Name != network.DefaultNetwork && len(n.Attachments) == 0 && match(n) {
 					unused = append(unused, n.Name)
 				}
 			}
@@ -471,7 +474,7 @@ func (a *app) networkPruneCmd() *cobra.Command {
 			if !force {
 				fmt.Fprintf(a.errOut, "WARNING! This will remove %d network(s) not used by any container: %s\n", len(unused), strings.Join(unused, ", "))
 			}
-			removed, err := e.RemoveNetwork(unused...)
+			removed, err := svc.RemoveNetworks(cmd.Context(), unused...)
 			if len(removed) > 0 {
 				fmt.Fprintln(a.out, "Deleted Networks:")
 				for _, r := range removed {
@@ -484,4 +487,13 @@ func (a *app) networkPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not print the warning (ctnet never prompts)")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "only networks matching (label=K[=V], name=, driver=)")
 	return cmd
+}
+
+// prefixText is an address with its prefix length as Docker prints it, ""
+// for none.
+func prefixText(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
 }

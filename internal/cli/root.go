@@ -1,5 +1,6 @@
 // Package cli is ctnet's command line: Docker's verbs, flags and output
-// shapes, translated into engine calls and nothing else.
+// shapes, translated into calls of the network service and the container
+// manager, and their errors worded in flags.
 package cli
 
 import (
@@ -11,7 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctnet/ctnet/internal/engine"
+	"github.com/ctnet/ctnet/internal/containers"
+	"github.com/ctnet/ctnet/internal/errdefs"
+	"github.com/ctnet/ctnet/internal/network"
 )
 
 // Version is set at build time with -ldflags "-X …cli.Version=…".
@@ -21,20 +24,55 @@ type app struct {
 	root, runRoot string
 	cgroup        string
 	out, errOut   io.Writer
-	eng           *engine.Engine
+	net           *network.Service
+	ctrs          *containers.Manager
 }
 
-// engine opens the instance on first use, so `--help` costs nothing.
-func (a *app) engine() (*engine.Engine, error) {
-	if a.eng == nil {
-		e, err := engine.New(engine.Config{Root: a.root, RunRoot: a.runRoot, Cgroup: a.cgroup})
+// self is how the processes ctnet starts (the resolver, a container
+// monitor's exit hook) run ctnet again: this binary with every global option
+// this one was given, flags or environment alike.
+func (a *app) self(args ...string) (string, []string) {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	return exe, append([]string{"--root", a.root, "--run-root", a.runRoot, "--cgroup", a.cgroup}, args...)
+}
+
+// network opens the host's network service on first use, so `--help`
+// costs nothing.
+func (a *app) network() (*network.Service, error) {
+	if a.net == nil {
+		exe, args := a.self("system", "dns-serve")
+		n, err := network.Open(network.Config{
+			Root: a.root, RunRoot: a.runRoot, Cgroup: a.cgroup,
+			Resolver: network.Command{Path: exe, Args: args},
+			Log:      func(format string, args ...any) { fmt.Fprintf(a.errOut, format+"\n", args...) },
+		})
 		if err != nil {
 			return nil, err
 		}
-		e.Log = func(format string, args ...any) { fmt.Fprintf(a.errOut, format+"\n", args...) }
-		a.eng = e
+		a.net = n
 	}
-	return a.eng, nil
+	return a.net, nil
+}
+
+// containers opens the container manager over the network service.
+func (a *app) containers() (*containers.Manager, error) {
+	if a.ctrs == nil {
+		n, err := a.network()
+		if err != nil {
+			return nil, err
+		}
+		a.ctrs = containers.New(containers.Config{
+			Root: a.root, RunRoot: a.runRoot,
+			OnExit: func(id string) []string {
+				exe, args := a.self("system", "container-exited", id)
+				return append([]string{exe}, args...)
+			},
+		}, n)
+	}
+	return a.ctrs, nil
 }
 
 func envOr(key, def string) string {
@@ -52,18 +90,36 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	err := cmd.Execute()
-	if a.eng != nil {
-		a.eng.Close()
+	if a.net != nil {
+		a.net.Close()
 	}
 	if err != nil {
 		var ex exitError
 		if errors.As(err, &ex) {
 			return ex.code
 		}
-		fmt.Fprintf(stderr, "Error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "Error: %s\n", oneLine(errdefs.Word(err, flagName)))
 		return 1
 	}
 	return 0
+}
+
+// flagName is the flag that sets a request field: -o KEY for a driver
+// option, --FIELD for the rest.
+func flagName(field string) string {
+	if k, ok := strings.CutPrefix(field, "option:"); ok {
+		return "-o " + k
+	}
+	return "--" + field
+}
+
+// requireRoot is the check every command but the read-only views makes
+// before changing anything.
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("ctnet must run as root to change networks (it needs CAP_NET_ADMIN); try: sudo ctnet %s", strings.Join(os.Args[1:], " "))
+	}
+	return nil
 }
 
 // oneLine folds a multi-line message (cobra's "Did you mean this?", joined
@@ -101,7 +157,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 			if cmd.Annotations["root"] == "no" {
 				return nil
 			}
-			return engine.RequireRoot()
+			return requireRoot()
 		},
 	}
 	root.PersistentFlags().StringVar(&a.root, "root", envOr("CTNET_ROOT", "/var/lib/ctnet"), "directory of persistent state (network definitions) [$CTNET_ROOT]")

@@ -9,8 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ctnet/ctnet/internal/netx"
-	"github.com/vishvananda/netlink"
+	"github.com/ctnet/ctnet/internal/network"
 )
 
 func (a *app) systemCmd() *cobra.Command {
@@ -24,12 +23,14 @@ namespaces that are gone, delete veths, bridges and leases that nothing owns.
 Prints one line per change (nothing when all is in order).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			e.Log = func(format string, args ...any) { fmt.Fprintf(a.out, format+"\n", args...) }
-			_, err = e.Reconcile()
+			changes, err := m.Reconcile(cmd.Context())
+			for _, c := range changes {
+				fmt.Fprintln(a.out, c)
+			}
 			return err
 		},
 	})
@@ -39,13 +40,13 @@ Prints one line per change (nothing when all is in order).`,
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			n, err := a.network()
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return e.ServeDNS(ctx)
+			return n.ServeDNS(ctx)
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -54,11 +55,11 @@ Prints one line per change (nothing when all is in order).`,
 		Hidden: true,
 		Args:   exactArgs(1, "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			m, err := a.containers()
 			if err != nil {
 				return err
 			}
-			return e.ContainerExited(args[0])
+			return m.Exited(cmd.Context(), args[0])
 		},
 	})
 	return cmd
@@ -71,16 +72,7 @@ func (a *app) bridgeCmd() *cobra.Command {
 		Annotations: map[string]string{"root": "no"},
 		Short:       "Show bridges and their ports, exactly as `brctl show` prints them",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := netlink.NewHandle()
-			if err != nil {
-				return fmt.Errorf("netlink: %w", err)
-			}
-			defer h.Close()
-			bs, err := netx.Bridges(h, args...)
-			if err != nil {
-				return err
-			}
-			return netx.WriteBrctl(a.out, bs)
+			return network.ShowBridges(a.out, args...)
 		},
 	})
 	return cmd

@@ -6,7 +6,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // inNS runs fn on a throwaway thread inside the network namespace at path;
@@ -21,7 +21,7 @@ func inNS(path string, fn func() error) error {
 		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer target.Close()
-	if err := netx.InNetNS(target, fn); err != nil {
+	if err := namespace.In(target, fn); err != nil {
 		return fmt.Errorf("netns %s: %w", path, err)
 	}
 	return nil

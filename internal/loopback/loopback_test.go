@@ -14,7 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/ctnet/ctnet/internal/loopback"
-	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/sandbox"
 )
 
@@ -131,7 +131,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	if err := netx.InNetNS(ns, func() (err error) { cookie, err = loopback.Cookie(); return err }); err != nil {
+	if err := namespace.In(ns, func() (err error) { cookie, err = loopback.Cookie(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, s: s, table: loopback.New(s.Cgroup, cookie)}

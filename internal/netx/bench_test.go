@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/vishvananda/netlink"
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // BenchmarkAddVeth measures one AddVeth into a fresh container namespace,
@@ -27,16 +27,11 @@ func BenchmarkAddVeth(b *testing.B) {
 func benchAddVeth(b *testing.B, ports int, v6off bool) {
 	needRoot(b)
 	_, h := newNS(b)
-	others, _ := newNS(b)
+	others, oh := newNS(b)
 	br, err := EnsureBridge(h, "nxbr0", 1500, []*net.IPNet{mustCIDR(b, "10.77.0.1/16")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	oh, err := netlink.NewHandleAt(others)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer oh.Close()
 	for i := range ports {
 		s := VethSpec{HostName: fmt.Sprintf("nxp%d", i), PeerName: fmt.Sprintf("nxq%d", i), PeerNS: others, MTU: 1500, MasterIndex: br.Attrs().Index, DisableIPv6: v6off}
 		if err := AddVeth(h, s); err != nil {
@@ -49,7 +44,7 @@ func benchAddVeth(b *testing.B, ports int, v6off bool) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		ns, err := freshNS()
+		ns, err := namespace.Fresh()
 		if err != nil {
 			b.Fatal(err)
 		}

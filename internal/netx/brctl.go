@@ -26,7 +26,7 @@ type BridgeInfo struct {
 // out and reported in the error, worded as brctl words it; the bridges that
 // were found are returned all the same, so a caller can print both as brctl
 // does.
-func Bridges(h *netlink.Handle, names ...string) ([]BridgeInfo, error) {
+func Bridges(h *Handle, names ...string) ([]BridgeInfo, error) {
 	links, err := retryDump(func() ([]rawLink, error) { return dumpLinks(h) })
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
@@ -98,8 +98,8 @@ type rawLink struct {
 	brID          string
 }
 
-func dumpLinks(h *netlink.Handle) ([]rawLink, error) {
-	req, err := rawRequest(h, unix.RTM_GETLINK, unix.NLM_F_DUMP)
+func dumpLinks(h *Handle) ([]rawLink, error) {
+	req, err := h.request(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -83,9 +82,9 @@ func ipIn(t *testing.T, ns netns.NsHandle, args ...string) {
 
 func TestBrctlMatchesBridgeUtils(t *testing.T) {
 	needRoot(t)
-	type setup func(t *testing.T, ns netns.NsHandle, h *netlink.Handle)
+	type setup func(t *testing.T, ns netns.NsHandle, h *Handle)
 	bridge := func(name string, ports ...string) setup {
-		return func(t *testing.T, ns netns.NsHandle, h *netlink.Handle) {
+		return func(t *testing.T, ns netns.NsHandle, h *Handle) {
 			br, err := EnsureBridge(h, name, 1500, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -104,19 +103,19 @@ func TestBrctlMatchesBridgeUtils(t *testing.T) {
 		args   []string
 	}{
 		{name: "no bridges"},
-		{name: "no bridges but other links", setups: []setup{func(t *testing.T, ns netns.NsHandle, h *netlink.Handle) { addLink(t, h, "nxlink", 1500) }}},
+		{name: "no bridges but other links", setups: []setup{func(t *testing.T, ns netns.NsHandle, h *Handle) { addLink(t, h, "nxlink", 1500) }}},
 		{name: "one bridge without ports", setups: []setup{bridge("nxbr0")}},
 		{name: "three ports", setups: []setup{bridge("nxbr0", "nxvb", "nxva9", "nxva10")}},
 		{name: "two bridges", setups: []setup{
 			bridge("nxbr1", "nxv1"), bridge("nxbr0", "nxv0a", "nxv0b"),
-			func(t *testing.T, ns netns.NsHandle, h *netlink.Handle) {
+			func(t *testing.T, ns netns.NsHandle, h *Handle) {
 				// Another bridge id priority, STP on and a non-bridge link.
 				ipIn(t, ns, "link", "set", "nxbr1", "type", "bridge", "stp_state", "1", "priority", "4096")
 				addLink(t, h, "nxlink", 1500)
 			}}},
 		{name: "named bridge", setups: []setup{bridge("nxbr1", "nxv1"), bridge("nxbr0", "nxv0")}, args: []string{"nxbr1"}},
 		{name: "named bridges in given order", setups: []setup{bridge("nxbr1"), bridge("nxbr0", "nxv0")}, args: []string{"nxbr1", "nxbr0"}},
-		{name: "missing and not a bridge", setups: []setup{bridge("nxbr0", "nxv0"), func(t *testing.T, ns netns.NsHandle, h *netlink.Handle) { addLink(t, h, "nxlink", 1500) }},
+		{name: "missing and not a bridge", setups: []setup{bridge("nxbr0", "nxv0"), func(t *testing.T, ns netns.NsHandle, h *Handle) { addLink(t, h, "nxlink", 1500) }},
 			args: []string{"nxnope", "nxbr0", "nxlink"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

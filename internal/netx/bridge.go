@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -25,7 +27,7 @@ func BridgeMAC(name string) net.HardwareAddr {
 // MAC BridgeMAC(name), up) and makes sure every address in addrs is on it.
 // An existing bridge gets its MTU corrected and is brought up. It returns the
 // link as the kernel has it afterwards.
-func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (netlink.Link, error) {
+func EnsureBridge(h *Handle, name string, mtu int, addrs []*net.IPNet) (netlink.Link, error) {
 	if err := ValidIfName(name); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -78,7 +80,8 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 		// address cannot clash; waiting a second for DAD would only keep
 		// the bridge from answering IPv6 neighbours (first connections to
 		// a published port on IPv6 stalled on it).
-		if err := setSysctlIn(h, "/proc/sys/net/ipv6/conf/"+name+"/accept_dad", "0"); err != nil {
+		// A kernel without IPv6 has no ipv6 tree: nothing to turn off.
+		if err := SetSysctl(h, "/proc/sys/net/ipv6/conf/"+name+"/accept_dad", "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("bridge %q: %w", name, err)
 		}
 	}
@@ -102,7 +105,7 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int, addrs []*net.IPNet) (
 
 // ensureAddrs adds each of addrs to l unless it is there already. The same
 // address with another prefix length is a conflict the caller must resolve.
-func ensureAddrs(h *netlink.Handle, l netlink.Link, addrs []*net.IPNet) error {
+func ensureAddrs(h *Handle, l netlink.Link, addrs []*net.IPNet) error {
 	if len(addrs) == 0 {
 		return nil
 	}
@@ -130,7 +133,7 @@ next:
 
 // addAddr adds ip to l; IPv6 without duplicate address detection so that it
 // is usable at once. An address already there is not an error.
-func addAddr(h *netlink.Handle, l netlink.Link, ip *net.IPNet) error {
+func addAddr(h *Handle, l netlink.Link, ip *net.IPNet) error {
 	a := &netlink.Addr{IPNet: ip}
 	if ip.IP.To4() == nil {
 		a.Flags = unix.IFA_F_NODAD
@@ -139,4 +142,9 @@ func addAddr(h *netlink.Handle, l netlink.Link, ip *net.IPNet) error {
 		return fmt.Errorf("add address %s: %w", ip, err)
 	}
 	return nil
+}
+
+// IPNet is p as the net package has it, the address kept (not masked).
+func IPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

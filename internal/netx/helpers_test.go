@@ -3,11 +3,12 @@ package netx
 import (
 	"net"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 func needRoot(tb testing.TB) {
@@ -19,13 +20,13 @@ func needRoot(tb testing.TB) {
 
 // newNS makes a fresh network namespace without moving the caller's thread
 // and returns it with a handle bound to it; both go away in Cleanup.
-func newNS(tb testing.TB) (netns.NsHandle, *netlink.Handle) {
+func newNS(tb testing.TB) (netns.NsHandle, *Handle) {
 	tb.Helper()
-	ns, err := freshNS()
+	ns, err := namespace.Fresh()
 	if err != nil {
 		tb.Fatalf("new netns: %v", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := Open(ns)
 	if err != nil {
 		ns.Close()
 		tb.Fatalf("handle at netns: %v", err)
@@ -35,37 +36,6 @@ func newNS(tb testing.TB) (netns.NsHandle, *netlink.Handle) {
 		ns.Close()
 	})
 	return ns, h
-}
-
-func freshNS() (netns.NsHandle, error) {
-	type res struct {
-		ns  netns.NsHandle
-		err error
-	}
-	c := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			c <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			c <- res{err: err}
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			c <- res{err: err}
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		c <- res{ns: ns}
-	}()
-	r := <-c
-	return r.ns, r.err
 }
 
 func mustCIDR(tb testing.TB, s string) *net.IPNet {
@@ -78,7 +48,7 @@ func mustCIDR(tb testing.TB, s string) *net.IPNet {
 	return n
 }
 
-func mustLink(tb testing.TB, h *netlink.Handle, name string) netlink.Link {
+func mustLink(tb testing.TB, h *Handle, name string) netlink.Link {
 	tb.Helper()
 	l, err := h.LinkByName(name)
 	if err != nil {
@@ -89,7 +59,7 @@ func mustLink(tb testing.TB, h *netlink.Handle, name string) netlink.Link {
 
 // addLink adds a veth pair name/name+"p" inside h's namespace, both ends up
 // (this kernel has no dummy driver), and returns the end called name.
-func addLink(tb testing.TB, h *netlink.Handle, name string, mtu int) netlink.Link {
+func addLink(tb testing.TB, h *Handle, name string, mtu int) netlink.Link {
 	tb.Helper()
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1}, PeerName: name + "p"}
 	if err := h.LinkAdd(v); err != nil {

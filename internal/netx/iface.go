@@ -21,7 +21,7 @@ type IfaceConfig struct {
 // ConfigureIface configures c in the namespace of ch (a handle inside the
 // container): lo up, addresses (IPv6 without DAD so they work at once), the
 // link up, then default routes. Running it again changes nothing.
-func ConfigureIface(ch *netlink.Handle, c IfaceConfig) error {
+func ConfigureIface(ch *Handle, c IfaceConfig) error {
 	lo, err := ch.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("link \"lo\": %w", err)
@@ -67,7 +67,7 @@ func defaultDst(gw net.IP) *net.IPNet {
 
 // NextIfName returns the first of prefix0, prefix1, ... that no link in
 // ch's namespace is called.
-func NextIfName(ch *netlink.Handle, prefix string) (string, error) {
+func NextIfName(ch *Handle, prefix string) (string, error) {
 	links, err := Links(ch)
 	if err != nil {
 		return "", fmt.Errorf("list links: %w", err)
@@ -92,7 +92,7 @@ func NextIfName(ch *netlink.Handle, prefix string) (string, error) {
 // table, except default routes. Broadcast, multicast and anycast entries the
 // kernel derives from addresses are left out. Subnet choice avoids all of
 // them, including the 0.0.0.0/1 + 128.0.0.0/1 halves VPNs install.
-func HostPrefixes(h *netlink.Handle) ([]*net.IPNet, error) {
+func HostPrefixes(h *Handle) ([]*net.IPNet, error) {
 	addrs, err := Addrs(h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
@@ -137,7 +137,7 @@ func HostPrefixes(h *netlink.Handle) ([]*net.IPNet, error) {
 // DefaultRouteMTU is the MTU of the link carrying the IPv4 default route of
 // the main table (the lowest metric if there are several, the smallest link
 // MTU of a multipath route), or 1500 if there is no default route.
-func DefaultRouteMTU(h *netlink.Handle) (int, error) {
+func DefaultRouteMTU(h *Handle) (int, error) {
 	routes, err := retryDump(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	})

@@ -3,10 +3,11 @@ package netx
 import (
 	"fmt"
 	"os"
+	"strings"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // disableIPv6 turns IPv6 off on both ends of a new pair through
@@ -16,14 +17,9 @@ import (
 // IPv6 state at all. Neither end has carrier yet (the peer is down), so no
 // address or route was made that would need tearing down. /proc/sys/net acts
 // on the opener's namespace, hence the thread visits both namespaces.
-func disableIPv6(h *netlink.Handle, s VethSpec) error {
-	hostNS, err := handleNS(h)
-	if err != nil {
-		return err
-	}
-	defer hostNS.Close()
+func disableIPv6(h *Handle, s VethSpec) error {
 	return inNamespaces(func(enter func(netns.NsHandle) error) error {
-		if err := enter(hostNS); err != nil {
+		if err := enter(h.NS()); err != nil {
 			return err
 		}
 		if err := writeDisableIPv6(s.HostName); err != nil {
@@ -36,17 +32,14 @@ func disableIPv6(h *netlink.Handle, s VethSpec) error {
 	})
 }
 
-// setSysctlIn writes a /proc/sys/net value in h's namespace. A kernel
-// without IPv6 has no ipv6 tree: that is not an error.
-func setSysctlIn(h *netlink.Handle, path, value string) error {
-	ns, err := handleNS(h)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	return InNetNS(ns, func() error {
-		err := os.WriteFile(path, []byte(value), 0)
-		if err != nil && !os.IsNotExist(err) {
+// SetSysctl sets a /proc/sys/net value in h's namespace unless it already
+// has it.
+func SetSysctl(h *Handle, path, value string) error {
+	return namespace.In(h.NS(), func() error {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
+			return nil
+		}
+		if err := os.WriteFile(path, []byte(value), 0); err != nil {
 			return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
 		}
 		return nil
@@ -61,23 +54,10 @@ func writeDisableIPv6(ifname string) error {
 	return nil
 }
 
-// handleNS returns the network namespace h's socket lives in.
-func handleNS(h *netlink.Handle) (netns.NsHandle, error) {
-	socks, err := handleSockets(h)
-	if err != nil {
-		return netns.None(), err
-	}
-	fd, err := unix.IoctlRetInt(socks[unix.NETLINK_ROUTE].Socket.GetFd(), unix.SIOCGSKNS)
-	if err != nil {
-		return netns.None(), fmt.Errorf("namespace of netlink handle: %w", err)
-	}
-	return netns.NsHandle(fd), nil
-}
-
 // inNamespaces runs f on a throwaway thread; f may move it into namespaces
 // with enter.
 func inNamespaces(f func(enter func(netns.NsHandle) error) error) error {
-	return OnThrowawayThread(func() error {
+	return namespace.OnThrowawayThread(func() error {
 		return f(func(ns netns.NsHandle) error {
 			if err := netns.Set(ns); err != nil {
 				return fmt.Errorf("enter namespace: %w", err)

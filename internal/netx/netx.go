@@ -1,18 +1,17 @@
 // Package netx holds the kernel helpers of ctnet: bridges, veth pairs,
 // addresses and routes over vishvananda/netlink. Every function acts in the
-// namespace of the *netlink.Handle it is given (netlink.NewHandleAt); none
-// assumes the process's current namespace, and link facts come from netlink,
-// never from /sys/class/net.
+// namespace of the Handle it is given; none assumes the process's current
+// namespace, and link facts come from netlink, never from /sys/class/net.
 package netx
 
 import (
 	"errors"
 	"fmt"
-	"reflect"
-	"unsafe"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,13 +38,13 @@ func retryDump[T any](dump func() (T, error)) (T, error) {
 
 // Links lists the links of h's namespace, retrying interrupted dumps (links
 // come and go while containers start and the kernel reclaims namespaces).
-func Links(h *netlink.Handle) ([]netlink.Link, error) {
+func Links(h *Handle) ([]netlink.Link, error) {
 	return retryDump(h.LinkList)
 }
 
 // Addrs lists the addresses of l (nil: of every link), retrying
 // interrupted dumps.
-func Addrs(h *netlink.Handle, l netlink.Link) ([]netlink.Addr, error) {
+func Addrs(h *Handle, l netlink.Link) ([]netlink.Addr, error) {
 	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 }
 
@@ -68,7 +67,7 @@ func ValidIfName(name string) error {
 }
 
 // LinkOrNil returns the link called name, or nil if there is none.
-func LinkOrNil(h *netlink.Handle, name string) (netlink.Link, error) {
+func LinkOrNil(h *Handle, name string) (netlink.Link, error) {
 	l, err := h.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -80,7 +79,7 @@ func LinkOrNil(h *netlink.Handle, name string) (netlink.Link, error) {
 }
 
 // DeleteLink deletes the link called name; a missing link is not an error.
-func DeleteLink(h *netlink.Handle, name string) error {
+func DeleteLink(h *Handle, name string) error {
 	l, err := LinkOrNil(h, name)
 	if err != nil || l == nil {
 		return err
@@ -96,15 +95,61 @@ func isNotFound(err error) bool {
 	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
 }
 
-// rawRequest starts a netlink request that goes out on h's own socket, so it
-// acts in h's namespace. vishvananda/netlink does not export the socket, nor
-// can its Link types carry IFLA_MASTER at creation or decode the bridge id
-// and STP state; both need a hand-built message. Reading the unexported
-// field is pinned by the module version in go.mod and checked at run time.
-func rawRequest(h *netlink.Handle, proto, flags int) (*nl.NetlinkRequest, error) {
-	socks, err := handleSockets(h)
+// Handle is ctnet's netlink handle in one network namespace: vishvananda's
+// Handle for the requests that library builds, and a socket of ctnet's own
+// (made on first use, through the library's exported socket API) for those
+// it cannot: a veth whose host end is enslaved at creation, and the bridge id
+// and STP state of a link dump. Both act in the namespace the Handle was
+// opened on, never in the calling thread's. A Handle is safe for concurrent
+// use.
+type Handle struct {
+	*netlink.Handle
+	ns  netns.NsHandle
+	mu  sync.Mutex
+	raw *nl.SocketHandle
+}
+
+// Open returns a handle acting in ns; ns is duplicated, so the caller may
+// close its own.
+func Open(ns netns.NsHandle) (*Handle, error) {
+	fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("netlink: namespace handle: %w", err)
+	}
+	own := netns.NsHandle(fd)
+	h, err := netlink.NewHandleAt(own, unix.NETLINK_ROUTE)
+	if err != nil {
+		own.Close()
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return &Handle{Handle: h, ns: own}, nil
+}
+
+// NS is the namespace the handle acts in (owned by the handle).
+func (h *Handle) NS() netns.NsHandle { return h.ns }
+
+// Close releases the sockets and the namespace handle.
+func (h *Handle) Close() {
+	h.Handle.Close()
+	h.mu.Lock()
+	if h.raw != nil {
+		h.raw.Close()
+		h.raw = nil
+	}
+	h.mu.Unlock()
+	h.ns.Close()
+}
+
+// request starts a netlink request that goes out on the handle's own socket.
+func (h *Handle) request(proto, flags int) (*nl.NetlinkRequest, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.raw == nil {
+		s, err := nl.GetNetlinkSocketAt(h.ns, netns.None(), unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("netlink socket: %w", err)
+		}
+		h.raw = &nl.SocketHandle{Socket: s}
 	}
 	return &nl.NetlinkRequest{
 		NlMsghdr: unix.NlMsghdr{
@@ -112,24 +157,6 @@ func rawRequest(h *netlink.Handle, proto, flags int) (*nl.NetlinkRequest, error)
 			Type:  uint16(proto),
 			Flags: unix.NLM_F_REQUEST | uint16(flags),
 		},
-		Sockets: socks,
+		Sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: h.raw},
 	}, nil
-}
-
-var socketsType = reflect.TypeFor[map[int]*nl.SocketHandle]()
-
-func handleSockets(h *netlink.Handle) (map[int]*nl.SocketHandle, error) {
-	if h == nil {
-		return nil, errors.New("netlink handle is nil")
-	}
-	f := reflect.ValueOf(h).Elem().FieldByName("sockets")
-	if !f.IsValid() || f.Type() != socketsType {
-		return nil, errors.New("netlink.Handle has no sockets field of the expected type; netx needs updating for this vishvananda/netlink version")
-	}
-	socks := *(*map[int]*nl.SocketHandle)(unsafe.Pointer(f.UnsafeAddr()))
-	if socks[unix.NETLINK_ROUTE] == nil {
-		// Without a socket the request would act in the calling thread's namespace.
-		return nil, errors.New("netlink handle has no NETLINK_ROUTE socket; make it with netlink.NewHandleAt")
-	}
-	return socks, nil
 }

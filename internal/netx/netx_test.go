@@ -197,7 +197,7 @@ func TestAddVeth(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, hl := range []struct {
-					h *netlink.Handle
+					h *Handle
 					l netlink.Link
 				}{{h, host}, {ch, peer}} {
 					if as, _ := hl.h.AddrList(hl.l, netlink.FAMILY_V6); len(as) != 0 {
@@ -242,13 +242,13 @@ func TestAddVeth(t *testing.T) {
 // sandbox is a host namespace with bridge nxbr0 (10.99.0.1/24, fd00:99::1/64)
 // and containers attached to it.
 type sandbox struct {
-	h  *netlink.Handle
+	h  *Handle
 	br netlink.Link
 }
 
 type container struct {
 	ns netns.NsHandle
-	h  *netlink.Handle
+	h  *Handle
 }
 
 func newSandbox(t *testing.T) *sandbox {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -25,7 +24,7 @@ type VethSpec struct {
 // PeerNS under its final name (down; ConfigureIface brings it up), the host
 // end is born up and already enslaved. Moving or renaming a link after
 // creation would cost an RCU grace period each. On failure nothing is left.
-func AddVeth(h *netlink.Handle, s VethSpec) error {
+func AddVeth(h *Handle, s VethSpec) error {
 	if err := ValidIfName(s.HostName); err != nil {
 		return fmt.Errorf("veth: host end: %w", err)
 	}
@@ -35,7 +34,7 @@ func AddVeth(h *netlink.Handle, s VethSpec) error {
 	if !s.PeerNS.IsOpen() {
 		return fmt.Errorf("veth %q: peer namespace is not open", s.HostName)
 	}
-	req, err := rawRequest(h, unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req, err := h.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	if err != nil {
 		return fmt.Errorf("veth %q: %w", s.HostName, err)
 	}

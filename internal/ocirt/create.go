@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // Container is a created container, ready to Run or Start once.
@@ -185,7 +185,7 @@ func pinNewIPCNS(pin string) error {
 	if err := os.WriteFile(pin, nil, 0o600); err != nil {
 		return fmt.Errorf("ipc namespace pin: %w", err)
 	}
-	return netx.OnThrowawayThread(func() error {
+	return namespace.OnThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
 			return fmt.Errorf("new ipc namespace: %w", err)
 		}

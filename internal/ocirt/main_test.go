@@ -13,7 +13,7 @@ import (
 
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/image/imagetest"
-	"github.com/ctnet/ctnet/internal/nspin"
+	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/ocirt"
 )
 
@@ -88,10 +88,10 @@ func newEnv(t *testing.T, binary string) *env {
 func newNetNS(t *testing.T, dir string) string {
 	t.Helper()
 	pin := filepath.Join(dir, "rt-netns")
-	if err := nspin.New(pin); err != nil {
+	if err := namespace.Pin(pin); err != nil {
 		t.Fatalf("new netns: %v", err)
 	}
-	t.Cleanup(func() { nspin.Remove(pin) })
+	t.Cleanup(func() { namespace.Unpin(pin) })
 	return pin
 }
 

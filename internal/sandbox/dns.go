@@ -7,7 +7,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
 
-	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // UpstreamDNS serves DNS on 203.0.113.1:53 (UDP) inside the upstream
@@ -75,7 +75,7 @@ func listenIn(path, addr string) (net.PacketConn, error) {
 	}
 	defer ns.Close()
 	var pc net.PacketConn
-	err = netx.InNetNS(ns, func() error {
+	err = namespace.In(ns, func() error {
 		var err error
 		pc, err = net.ListenPacket("udp", addr)
 		return err

@@ -1,159 +1,256 @@
-// Package bridge is ctnet's bridge driver: a network is a Linux bridge with
-// the gateway addresses on it and its facts in the firewall's sets; an
-// endpoint is a veth pair whose host end is a port of that bridge.
+// Package bridge is ctnet's bridge driver, Docker's default: a network is a
+// Linux bridge with the gateway addresses on it and its facts in the
+// firewall's sets; an endpoint is a veth pair whose host end is a port of
+// that bridge and whose inner end is born in the container's namespace under
+// its final name; published ports are elements of the firewall's DNAT maps
+// (and of the [::1] table).
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
+	"github.com/ctnet/ctnet/internal/driver"
+	"github.com/ctnet/ctnet/internal/errdefs"
 	"github.com/ctnet/ctnet/internal/firewall"
+	"github.com/ctnet/ctnet/internal/loopback"
 	"github.com/ctnet/ctnet/internal/netx"
 )
+
+// Docker's bridge driver options; anything else is an error.
+const (
+	OptBridgeName = "com.docker.network.bridge.name"
+	OptICC        = "com.docker.network.bridge.enable_icc"
+	OptMasquerade = "com.docker.network.bridge.enable_ip_masquerade"
+	OptMTU        = "com.docker.network.driver.mtu"
+)
+
+var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquerade: true, OptMTU: true}
+
+// DefaultBridge is the device of the default network, as docker0 is Docker's.
+const DefaultBridge = "ctnet0"
 
 // AliasPrefix marks bridges that ctnet made (IFLA_IFALIAS), so reconcile can
 // tell its own leftovers from anybody else's bridges.
 const AliasPrefix = "ctnet network "
 
-// ErrBridgeMissing says the kernel lost a bridge the store knows: stale
-// state that reconcile repairs.
-var ErrBridgeMissing = errors.New("the bridge is missing (deleted behind ctnet's back?); `ctnet system reconcile` recreates it")
+// errBridgeMissing says the kernel lost a bridge the store knows.
+var errBridgeMissing = errors.New("the bridge is missing (deleted behind ctnet's back?); `ctnet system reconcile` recreates it")
 
-// Network is what the driver needs to know of a network.
-type Network struct {
-	Name       string
-	Bridge     string
-	MTU        int
-	Gateways   []*net.IPNet // gateway address with the subnet's prefix length
-	Subnets    []*net.IPNet
-	Masquerade bool
-	Internal   bool
-	ICC        bool
-	IPv6       bool
-}
-
-// Endpoint is what the driver needs to know of an endpoint.
-type Endpoint struct {
-	HostIf   string
-	IfName   string
-	MAC      net.HardwareAddr
-	Addrs    []*net.IPNet
-	Gateway4 net.IP
-	Gateway6 net.IP
-}
-
-// Firewall is the part of the packet filter the driver uses.
-type Firewall interface {
-	AddNetwork(firewall.Network) error
-	DelNetwork(firewall.Network) error
-}
-
-// Driver acts in the host namespace that host is a handle of.
+// Driver is the bridge driver of one host.
 type Driver struct {
-	host *netlink.Handle
-	fw   func() (Firewall, error) // opened only when a network changes
+	sh   *driver.Shared
+	host *netx.Handle
 }
 
-func New(host *netlink.Handle, fw func() (Firewall, error)) *Driver {
-	return &Driver{host: host, fw: fw}
-}
+// New makes the driver over what the host's drivers share.
+func New(sh *driver.Shared) *Driver { return &Driver{sh: sh, host: sh.Host} }
 
-// Rules is the network as the firewall sees it.
-func (n Network) Rules() firewall.Network {
-	return firewall.Network{
-		Bridge:     n.Bridge,
-		Subnets:    n.Subnets,
-		Masquerade: n.Masquerade && !n.Internal,
-		Internal:   n.Internal,
-		ICC:        n.ICC,
+func (d *Driver) Name() string { return "bridge" }
+
+func option(n driver.Network, k string, def bool) bool {
+	if v, ok := n.Options[k]; ok {
+		b, _ := strconv.ParseBool(v)
+		return b
 	}
+	return def
 }
 
-// EnsureNetwork makes the bridge, its addresses and its firewall elements
-// exist; it is idempotent and undoes what it made if a later step fails.
-func (d *Driver) EnsureNetwork(n Network) (err error) {
-	existed, err := netx.LinkOrNil(d.host, n.Bridge)
+func optionField(k string) string { return "option:" + k }
+
+// PlanNetwork checks Docker's bridge options and picks the bridge's name
+// (br- and the short id, ctnet0 for the default network) and its MTU (the
+// option, else the MTU of the link carrying the host's default route). Both
+// are recorded in the options, which `network inspect` shows as Docker's.
+func (d *Driver) PlanNetwork(n *driver.Network, others []driver.Network) error {
+	if err := d.plan(n, others); err != nil {
+		return err
+	}
+	n.Options[OptBridgeName] = n.Device
+	n.Options[OptMTU] = strconv.Itoa(n.MTU)
+	return nil
+}
+
+func (d *Driver) plan(n *driver.Network, others []driver.Network) error {
+	for _, k := range slices.Sorted(maps.Keys(n.Options)) {
+		if !knownOptions[k] {
+			return errdefs.Field(optionField(k), fmt.Sprintf("unknown option %q; the bridge driver takes %s", k, strings.Join(slices.Sorted(maps.Keys(knownOptions)), ", ")))
+		}
+	}
+	for _, k := range []string{OptICC, OptMasquerade} {
+		if v, ok := n.Options[k]; ok {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return errdefs.Field(optionField(k), fmt.Sprintf("option %s=%q: want true or false", k, v))
+			}
+		}
+	}
+	n.Device = n.Options[OptBridgeName]
+	if n.Device == "" {
+		n.Device = "br-" + n.ID[:min(12, len(n.ID))]
+		if n.Default {
+			n.Device = DefaultBridge
+		}
+	}
+	if err := netx.ValidIfName(n.Device); err != nil {
+		return &errdefs.Error{Kind: errdefs.Invalid, Field: optionField(OptBridgeName), Msg: "bridge name: " + err.Error(), Err: err}
+	}
+	for _, o := range others {
+		if o.Device == n.Device {
+			return &errdefs.Error{Kind: errdefs.Conflict, Field: optionField(OptBridgeName), Msg: fmt.Sprintf("bridge %s is already used by network %q", n.Device, o.Name)}
+		}
+	}
+	if l, err := netx.LinkOrNil(d.host, n.Device); err != nil {
+		return err
+	} else if l != nil {
+		return &errdefs.Error{Kind: errdefs.Conflict, Field: optionField(OptBridgeName), Msg: fmt.Sprintf("an interface named %s already exists on the host; pick another with %s=NAME", n.Device, errdefs.FieldToken)}
+	}
+	if v, ok := n.Options[OptMTU]; ok {
+		mtu, err := strconv.Atoi(v)
+		if err != nil || mtu < 68 || mtu > 65535 {
+			return errdefs.Field(optionField(OptMTU), fmt.Sprintf("option %s=%q: want a number from 68 to 65535", OptMTU, v))
+		}
+		n.MTU = mtu
+		return nil
+	}
+	mtu, err := netx.DefaultRouteMTU(d.host)
 	if err != nil {
 		return err
 	}
-	br, err := netx.EnsureBridge(d.host, n.Bridge, n.MTU, n.Gateways)
+	n.MTU = mtu
+	return nil
+}
+
+// rules is the network as the firewall sees it.
+func rules(n driver.Network) firewall.Network {
+	masq := option(n, OptMasquerade, true)
+	f := firewall.Network{
+		Bridge:     n.Device,
+		Masquerade: masq && !n.Internal,
+		Internal:   n.Internal,
+		ICC:        option(n, OptICC, true),
+	}
+	for _, s := range n.Subnets {
+		f.Subnets = append(f.Subnets, netx.IPNet(s.Prefix.Masked()))
+	}
+	return f
+}
+
+func gateways(n driver.Network) []*net.IPNet {
+	var out []*net.IPNet
+	for _, s := range n.Subnets {
+		out = append(out, &net.IPNet{IP: s.Gateway.AsSlice(), Mask: net.CIDRMask(s.Prefix.Bits(), s.Prefix.Addr().BitLen())})
+	}
+	return out
+}
+
+// CreateNetwork makes the bridge, its addresses and its firewall elements
+// exist; it is idempotent and undoes what it made if a later step fails.
+func (d *Driver) CreateNetwork(ctx context.Context, n driver.Network) (err error) {
+	existed, err := netx.LinkOrNil(d.host, n.Device)
 	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+		return err
+	}
+	br, err := netx.EnsureBridge(d.host, n.Device, n.MTU, gateways(n))
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil && existed == nil {
-			netx.DeleteLink(d.host, n.Bridge)
+			netx.DeleteLink(d.host, n.Device)
 		}
 	}()
 	if alias := AliasPrefix + n.Name; br.Attrs().Alias != alias {
 		if err := d.host.LinkSetAlias(br, alias); err != nil {
-			return fmt.Errorf("network %q: bridge %s: set alias: %w", n.Name, n.Bridge, err)
+			return fmt.Errorf("bridge %s: set alias: %w", n.Device, err)
 		}
 	}
-	if err := enableForwarding(n.IPv6); err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+	if err := d.enableForwarding(n.IPv6); err != nil {
+		return err
 	}
 	// Ports published on 127.0.0.1 are DNATed to the bridge; the kernel
 	// routes a loopback source out of it only with route_localnet (the
 	// firewall drops what containers send to the host's 127.0.0.0/8).
-	if err := writeSysctl(firewall.RouteLocalnetSysctl(n.Bridge), "1"); err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+	if err := netx.SetSysctl(d.host, firewall.RouteLocalnetSysctl(n.Device), "1"); err != nil {
+		return err
 	}
-	fw, err := d.fw()
+	fw, err := d.sh.Firewall()
 	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+		return err
 	}
-	if err := fw.AddNetwork(n.Rules()); err != nil {
-		return fmt.Errorf("network %q: firewall: %w", n.Name, err)
+	if err := fw.AddNetwork(rules(n)); err != nil {
+		if errors.Is(err, firewall.ErrNoTable) {
+			return driver.Stale(err)
+		}
+		return fmt.Errorf("firewall: %w", err)
 	}
 	return nil
 }
 
 // DeleteNetwork removes the network's firewall elements and its bridge.
 // Missing pieces are not errors.
-func (d *Driver) DeleteNetwork(n Network) error {
-	fw, err := d.fw()
+func (d *Driver) DeleteNetwork(ctx context.Context, n driver.Network) error {
+	fw, err := d.sh.Firewall()
 	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+		return err
 	}
-	if err := fw.DelNetwork(n.Rules()); err != nil {
-		return fmt.Errorf("network %q: firewall: %w", n.Name, err)
+	if err := fw.DelNetwork(rules(n)); err != nil {
+		return fmt.Errorf("firewall: %w", err)
 	}
-	if err := netx.DeleteLink(d.host, n.Bridge); err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+	return netx.DeleteLink(d.host, n.Device)
+}
+
+// CreateEndpoint names the host end of the veth as Docker hosts show them
+// (veth and 7 hex characters of the endpoint id), and checks that its ports
+// on [::1] can be served here.
+func (d *Driver) CreateEndpoint(n driver.Network, ep *driver.Endpoint) error {
+	if len(ep.ID) < 7 {
+		return fmt.Errorf("endpoint id %q is too short", ep.ID)
+	}
+	ep.HostIf = "veth" + ep.ID[:7]
+	for _, m := range ep.Ports {
+		if !m.HostIP.Is6() || !m.HostIP.IsLoopback() {
+			continue
+		}
+		if !loopback.Supported(m.Proto) {
+			return errdefs.Field("publish", fmt.Sprintf("port %s: only tcp and udp can be published on [::1] (the kernel rewrites connect and sendmsg of those only); publish on 127.0.0.1", m))
+		}
+		if _, err := d.sh.Loopback(); err != nil {
+			return &errdefs.Error{Kind: errdefs.Invalid, Field: "publish", Msg: fmt.Sprintf("port %s: %v", m, err), Err: err}
+		}
 	}
 	return nil
 }
 
-// Join connects the namespace ns to the network: a veth pair born with its
-// peer inside ns under its final name, the host end enslaved and up, then
-// addresses and routes inside ns.
-func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
-	br, err := netx.LinkOrNil(d.host, n.Bridge)
+// Join connects the sandbox to the network: a veth pair born with its peer
+// inside the namespace under its final name, the host end enslaved and up,
+// then addresses and routes inside.
+func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint, sb driver.Sandbox) (err error) {
+	ns := sb.Handle()
+	br, err := netx.LinkOrNil(d.host, n.Device)
 	if err != nil {
 		return err
 	}
 	if br == nil {
-		return fmt.Errorf("network %q: bridge %s: %w", n.Name, n.Bridge, ErrBridgeMissing)
+		return driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
 	}
 	err = netx.AddVeth(d.host, netx.VethSpec{
 		HostName:    ep.HostIf,
 		PeerName:    ep.IfName,
-		PeerNS:      ns,
+		PeerNS:      ns.NS(),
 		MTU:         n.MTU,
 		MasterIndex: br.Attrs().Index,
 		PeerMAC:     ep.MAC,
 		DisableIPv6: !n.IPv6,
 	})
 	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -163,31 +260,32 @@ func (d *Driver) Join(n Network, ep Endpoint, ns netns.NsHandle) (err error) {
 	if err := d.portFlags(n, ep.HostIf); err != nil {
 		return err
 	}
-	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("network %q: open container namespace: %w", n.Name, err)
+	cfg := netx.IfaceConfig{Name: ep.IfName}
+	for _, a := range ep.Addrs {
+		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
 	}
-	defer ch.Close()
-	err = netx.ConfigureIface(ch, netx.IfaceConfig{
-		Name:     ep.IfName,
-		Addrs:    ep.Addrs,
-		Gateway4: ep.Gateway4,
-		Gateway6: ep.Gateway6,
-	})
-	if err != nil {
-		return fmt.Errorf("network %q: %s: %w", n.Name, ep.IfName, err)
+	for _, gw := range ep.Gateways {
+		if gw.Is4() {
+			cfg.Gateway4 = gw.AsSlice()
+		} else {
+			cfg.Gateway6 = gw.AsSlice()
+		}
+	}
+	if err := netx.ConfigureIface(ns, cfg); err != nil {
+		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
 	return nil
 }
 
 // portFlags sets the bridge-port flags a network's endpoints need.
-func (d *Driver) portFlags(n Network, hostIf string) error {
+func (d *Driver) portFlags(n driver.Network, hostIf string) error {
 	hairpin := brNetfilter()
-	if n.ICC && !hairpin {
+	icc := option(n, OptICC, true)
+	if icc && !hairpin {
 		return nil
 	}
 	l, err := d.host.LinkByName(hostIf)
-	if err == nil && !n.ICC {
+	if err == nil && !icc {
 		// Frames between ports of one bridge never reach an inet hook
 		// (unless br_netfilter is loaded), so no-ICC is the bridge's own
 		// port isolation: isolated ports reach the bridge, not each other.
@@ -199,38 +297,19 @@ func (d *Driver) portFlags(n Network, hostIf string) error {
 		err = d.host.LinkSetHairpin(l, true)
 	}
 	if err != nil {
-		return fmt.Errorf("network %q: port flags of %s: %w", n.Name, hostIf, err)
+		return fmt.Errorf("port flags of %s: %w", hostIf, err)
 	}
 	return nil
 }
 
-// Reattach puts an endpoint's existing host veth back on the network's
-// bridge (after the bridge was deleted and made again), with its flags.
-// It reports whether anything had to change.
-func (d *Driver) Reattach(n Network, ep Endpoint) (bool, error) {
-	l, err := netx.LinkOrNil(d.host, ep.HostIf)
-	if err != nil || l == nil {
-		return false, err
+// Leave removes the endpoint's veth pair (deleting one end deletes both),
+// synchronously: that costs the kernel a grace period, so when the namespace
+// is about to be dropped the kernel is left to reclaim the pair with it. A
+// pair already gone is not an error.
+func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint, nsGoing bool) error {
+	if nsGoing {
+		return nil
 	}
-	br, err := netx.LinkOrNil(d.host, n.Bridge)
-	if err != nil || br == nil {
-		return false, err
-	}
-	if l.Attrs().MasterIndex == br.Attrs().Index {
-		return false, nil
-	}
-	if err := d.host.LinkSetMaster(l, br); err != nil {
-		return false, fmt.Errorf("network %q: enslave %s: %w", n.Name, ep.HostIf, err)
-	}
-	if err := d.host.LinkSetUp(l); err != nil {
-		return false, fmt.Errorf("network %q: %s up: %w", n.Name, ep.HostIf, err)
-	}
-	return true, d.portFlags(n, ep.HostIf)
-}
-
-// Leave removes the endpoint's veth pair (deleting one end deletes both).
-// A pair already gone, with its namespace, is not an error.
-func (d *Driver) Leave(ep Endpoint) error {
 	return netx.DeleteLink(d.host, ep.HostIf)
 }
 
@@ -240,27 +319,14 @@ func brNetfilter() bool {
 	return err == nil
 }
 
-// writeSysctl sets a /proc/sys value of the calling thread's namespace
-// unless it already has it.
-func writeSysctl(path, value string) error {
-	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
-		return nil
-	}
-	if err := os.WriteFile(path, []byte(value+"\n"), 0o644); err != nil {
-		return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
-	}
-	return nil
-}
-
-// enableForwarding turns routing on in the namespace of the calling thread,
-// which is the host namespace ctnet runs in (/proc/sys/net is per namespace).
-func enableForwarding(v6 bool) error {
+// enableForwarding turns routing on in the host namespace.
+func (d *Driver) enableForwarding(v6 bool) error {
 	files := []string{"/proc/sys/net/ipv4/ip_forward"}
 	if v6 {
 		files = append(files, "/proc/sys/net/ipv6/conf/all/forwarding")
 	}
 	for _, f := range files {
-		if err := writeSysctl(f, "1"); err != nil {
+		if err := netx.SetSysctl(d.host, f, "1"); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
 	}

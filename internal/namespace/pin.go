@@ -1,9 +1,9 @@
-// Package nspin makes network namespaces that outlive the process that made
-// them, by bind-mounting the namespace onto a file (a "pin"), as
-// `ip netns add` does. Dropping the pin lets the kernel reclaim the namespace
-// and every link in it in the background, which is far cheaper than deleting
-// a veth synchronously.
-package nspin
+package namespace
+
+// A pin is a network namespace bind-mounted onto a file, as `ip netns add`
+// makes them, so that it outlives the process that made it. Dropping the pin
+// lets the kernel reclaim the namespace and every link in it in the
+// background, which is far cheaper than deleting a veth synchronously.
 
 import (
 	"errors"
@@ -14,13 +14,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/ctnet/ctnet/internal/netx"
 )
 
-// New creates a fresh network namespace pinned at path, with lo up. On
+// Pin creates a fresh network namespace pinned at path, with lo up. On
 // failure nothing is left.
-func New(path string) (err error) {
+func Pin(path string) (err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("pin %s: %w", path, err)
 	}
@@ -35,7 +33,7 @@ func New(path string) (err error) {
 		}
 	}()
 
-	err = netx.OnThrowawayThread(func() error {
+	err = OnThrowawayThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("unshare: %w", err)
 		}
@@ -50,7 +48,7 @@ func New(path string) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			Remove(path)
+			Unpin(path)
 		}
 	}()
 	ns, err := netns.GetFromPath(path)
@@ -73,9 +71,9 @@ func New(path string) (err error) {
 	return nil
 }
 
-// Remove drops the pin; a missing pin is not an error. The namespace goes
+// Unpin drops the pin; a missing pin is not an error. The namespace goes
 // away once no process is left in it.
-func Remove(path string) error {
+func Unpin(path string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unpin %s: %w", path, err)
 	}

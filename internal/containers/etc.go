@@ -1,29 +1,25 @@
-package engine
+package containers
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
 
-	"github.com/ctnet/ctnet/internal/store"
+	"github.com/ctnet/ctnet/internal/network"
+	"github.com/ctnet/ctnet/internal/resolvconf"
 )
 
 // etcFiles writes a container's /etc/hosts, /etc/hostname and
 // /etc/resolv.conf the way Docker does.
-func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
-	var eps []Endpoint
-	if err := e.store.View(func(tx store.Tx) error {
-		owner := c.ID
-		if strings.HasPrefix(c.NetworkMode, "container:") {
-			owner = strings.TrimPrefix(c.NetworkMode, "container:") // shares that one's endpoints
-		}
-		var err error
-		eps, err = listJSON[Endpoint](tx, store.Endpoints, ownerOfContainer(owner))
-		return err
-	}); err != nil {
+func (m *Manager) etcFiles(c *Container) (map[string][]byte, error) {
+	owner := c.ID
+	if strings.HasPrefix(c.NetworkMode, "container:") {
+		owner = strings.TrimPrefix(c.NetworkMode, "container:") // shares that one's attachments
+	}
+	atts, err := m.net.Attachments(network.Container(owner))
+	if err != nil {
 		return nil, err
 	}
 	files := map[string][]byte{"/etc/hostname": []byte(c.Hostname + "\n")}
@@ -44,18 +40,17 @@ func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
 	if c.Name != "" && c.Name != c.Hostname {
 		names += " " + c.Name
 	}
-	for _, ep := range eps {
-		for _, a := range []string{ep.IPv4, ep.IPv6} {
-			if p, err := netip.ParsePrefix(a); err == nil {
-				fmt.Fprintf(&hosts, "%s\t%s\n", p.Addr(), names)
-			}
+	for _, a := range atts {
+		for _, p := range a.Addrs() {
+			fmt.Fprintf(&hosts, "%s\t%s\n", p.Addr(), names)
 		}
 	}
 	files["/etc/hosts"] = hosts.Bytes()
-	files["/etc/resolv.conf"] = resolvConf(c)
-	for _, ep := range eps {
-		if ep.Network != DefaultNetwork {
-			files["/etc/resolv.conf"] = embeddedResolvConf()
+	host := resolvconf.Host()
+	files["/etc/resolv.conf"] = resolvConf(c, host)
+	for _, a := range atts {
+		if a.Network != network.DefaultNetwork {
+			files["/etc/resolv.conf"] = embeddedResolvConf(host)
 			break
 		}
 	}
@@ -64,16 +59,10 @@ func (e *Engine) etcFiles(c *Container) (map[string][]byte, error) {
 
 // embeddedResolvConf points a container on a user network at the embedded
 // resolver, as Docker does; --dns servers become its upstreams.
-func embeddedResolvConf() []byte {
+func embeddedResolvConf(host resolvconf.File) []byte {
 	var out bytes.Buffer
 	out.WriteString("nameserver 127.0.0.11\n")
-	host, _ := os.ReadFile("/etc/resolv.conf")
-	sc := bufio.NewScanner(bytes.NewReader(host))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == "search" {
-			fmt.Fprintln(&out, sc.Text())
-		}
-	}
+	out.Write(host.Keep(resolvconf.Is("search")))
 	out.WriteString("options ndots:0\n")
 	return out.Bytes()
 }
@@ -81,36 +70,28 @@ func embeddedResolvConf() []byte {
 // resolvConf is --dns if given, else the host's resolv.conf. Outside host
 // mode, loopback resolvers (127.0.0.53 and the like) cannot be reached from
 // the container's namespace, so they are left out, as Docker does.
-func resolvConf(c *Container) []byte {
+func resolvConf(c *Container, host resolvconf.File) []byte {
 	var out bytes.Buffer
-	host, _ := os.ReadFile("/etc/resolv.conf")
 	if len(c.DNS) > 0 {
 		for _, d := range c.DNS {
 			fmt.Fprintf(&out, "nameserver %s\n", d)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(host))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) > 0 && (f[0] == "search" || f[0] == "options") {
-				fmt.Fprintln(&out, sc.Text())
-			}
-		}
+		out.Write(host.Keep(resolvconf.Is("search", "options")))
 		return out.Bytes()
 	}
 	if c.NetworkMode == "host" {
-		return host
+		return host.Keep(func(resolvconf.Line) bool { return true })
 	}
 	dropped := 0
-	sc := bufio.NewScanner(bytes.NewReader(host))
-	for sc.Scan() {
-		line := sc.Text()
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
-			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
+	out.Write(host.Keep(func(l resolvconf.Line) bool {
+		if l.Keyword == "nameserver" && len(l.Args) > 0 {
+			if a, err := netip.ParseAddr(l.Args[0]); err == nil && a.IsLoopback() {
 				dropped++
-				continue
+				return false
 			}
 		}
-		fmt.Fprintln(&out, line)
-	}
+		return true
+	}))
 	if dropped > 0 && !bytes.Contains(out.Bytes(), []byte("nameserver")) {
 		out.WriteString("# the host's only resolvers are on its loopback, which a container cannot reach;\n# pass --dns IP to `ctnet run` to give this container one\n")
 	}

@@ -1,6 +1,7 @@
-package engine
+package network
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// BenchmarkAttach measures the engine's hot path in-process: attach a
+// BenchmarkAttach measures the service's hot path in-process: attach a
 // namespace to the default network (store transaction, address allocation,
 // veth born in place, addresses and routes), with 0 and 100 other
 // namespaces already on the bridge. It runs on a locked thread
@@ -43,11 +44,12 @@ func benchAttach(b *testing.B, others int) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(runDir)
-	e, err := New(Config{Root: b.TempDir(), RunRoot: runDir})
+	e, err := Open(Config{Root: b.TempDir(), RunRoot: runDir})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
+	ctx := context.Background()
 	holders := make([]*exec.Cmd, others+1)
 	for i := range holders {
 		holders[i] = exec.Command("unshare", "--net", "sleep", "3600")
@@ -68,7 +70,7 @@ func benchAttach(b *testing.B, others int) {
 	}
 	for _, h := range holders[:others] {
 		waitNS(h)
-		if _, err := e.Attach(AttachSpec{Network: DefaultNetwork, NetNS: path(h)}); err != nil {
+		if _, err := e.Attach(ctx, AttachSpec{Network: DefaultNetwork, NetNS: path(h)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -76,13 +78,13 @@ func benchAttach(b *testing.B, others int) {
 	waitNS(target)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := e.Attach(AttachSpec{Network: DefaultNetwork, NetNS: path(target)}); err != nil {
+		if _, err := e.Attach(ctx, AttachSpec{Network: DefaultNetwork, NetNS: path(target)}); err != nil {
 			b.Fatal(err)
 		}
 		// Detaching a live namespace deletes the veth synchronously, which
 		// costs the kernel a grace period (~30 ms); it is not what is measured.
 		b.StopTimer()
-		if err := e.Detach(DefaultNetwork, path(target)); err != nil {
+		if err := e.DetachNamespace(ctx, DefaultNetwork, path(target)); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

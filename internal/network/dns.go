@@ -1,0 +1,176 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ctnet/ctnet/internal/dns"
+	"github.com/ctnet/ctnet/internal/resolvconf"
+	"github.com/ctnet/ctnet/internal/store"
+)
+
+// The embedded resolver: one process per host (started with the front end's
+// Resolver command), answering on 127.0.0.11:53 inside each namespace that
+// asks for it (never on a host address) from a snapshot file that every
+// change of a user network's attachments rewrites. It exits by itself when no
+// namespace needs it. The default network keeps Docker's behaviour: no names,
+// the host's resolvers.
+
+// usesDNS reports whether an attachment's network has names.
+func (s *Service) usesDNS(a *Attachment) bool { return s.d.DNS != "" && a.Network != DefaultNetwork }
+
+// dnsSnapshot builds the resolver's view from the store.
+func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
+	snap := dns.Snapshot{Upstreams: resolvconf.Host().Nameservers()}
+	atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+	if err != nil {
+		return snap, err
+	}
+	nsNets := map[string][]string{}
+	nsUp := map[string][]string{}
+	var paths []string
+	for _, a := range atts {
+		if a.Network == DefaultNetwork || a.Pending == pendingAttach {
+			continue
+		}
+		if len(a.DNSNames) > 0 {
+			r := dns.Record{Network: a.Network, Name: a.DNSNames[0], Aliases: a.DNSNames[1:]}
+			for _, p := range a.Addrs() {
+				r.Addrs = append(r.Addrs, p.Addr())
+			}
+			snap.Records = append(snap.Records, r)
+		}
+		if a.Resolver != nil {
+			if _, ok := nsNets[a.NetNS]; !ok {
+				paths = append(paths, a.NetNS)
+			}
+			nsNets[a.NetNS] = append(nsNets[a.NetNS], a.Network)
+			nsUp[a.NetNS] = a.Resolver.Upstreams
+		}
+	}
+	for _, p := range paths {
+		snap.Namespaces = append(snap.Namespaces, dns.Namespace{Path: p, Networks: nsNets[p], Upstreams: nsUp[p]})
+	}
+	return snap, nil
+}
+
+// publishDNS rewrites the resolver's snapshot and, when a namespace is about
+// to be used, waits until the resolver serves it, so its first lookup works.
+func (s *Service) publishDNS(wait bool) error {
+	if s.d.DNS == "" {
+		return nil
+	}
+	var snap dns.Snapshot
+	if err := s.d.Store.View(func(tx store.Tx) error {
+		var err error
+		snap, err = dnsSnapshot(tx)
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(snap.Namespaces) == 0 && len(snap.Records) == 0 {
+		if _, err := os.Stat(s.d.DNS); os.IsNotExist(err) {
+			return nil // nothing to tell a resolver that never ran
+		}
+	}
+	gen, err := dns.Publish(s.d.DNS, snap, s.startDNS)
+	if err != nil {
+		return fmt.Errorf("embedded DNS: %w", err)
+	}
+	if !wait || len(snap.Namespaces) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := dns.WaitApplied(ctx, s.d.DNS, gen)
+	if err != nil {
+		return fmt.Errorf("embedded DNS did not take the new containers in time (see %s.log): %w", s.d.DNS, err)
+	}
+	for ns, msg := range st.Errors {
+		return fmt.Errorf("embedded DNS in %s: %s", ns, msg)
+	}
+	return nil
+}
+
+// dnsStale reports whether the resolver's snapshot differs from what the
+// store says now (records or namespaces of attachments that are gone).
+func (s *Service) dnsStale() (bool, error) {
+	if s.d.DNS == "" {
+		return false, nil
+	}
+	old, err := dns.ReadSnapshot(s.d.DNS)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, nil // unreadable: write it again
+	}
+	var now dns.Snapshot
+	if err := s.d.Store.View(func(tx store.Tx) error {
+		var err error
+		now, err = dnsSnapshot(tx)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	return !sameRecords(old, now), nil
+}
+
+func sameRecords(a, b dns.Snapshot) bool {
+	key := func(s dns.Snapshot) string {
+		recs := make([]string, 0, len(s.Records)+len(s.Namespaces))
+		for _, r := range s.Records {
+			b, _ := json.Marshal(r)
+			recs = append(recs, string(b))
+		}
+		for _, n := range s.Namespaces {
+			b, _ := json.Marshal(n)
+			recs = append(recs, string(b))
+		}
+		slices.Sort(recs)
+		return strings.Join(recs, "\n")
+	}
+	return key(a) == key(b)
+}
+
+// startDNS launches the resolver process detached from this one.
+func (s *Service) startDNS() error {
+	if s.d.Resolver.Path == "" {
+		return errors.New("no command to start the embedded DNS with")
+	}
+	logf, err := os.OpenFile(s.d.DNS+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.d.Resolver.Path, s.d.Resolver.Args...)
+	cmd.Args[0] = "ctnet-dns"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the embedded DNS: %w", err)
+	}
+	go cmd.Process.Release()
+	return nil
+}
+
+// ServeDNS runs the resolver until no namespace needs it.
+func (s *Service) ServeDNS(ctx context.Context) error {
+	err := dns.ServeFromFile(ctx, s.d.DNS, dns.Config{
+		Upstreams: resolvconf.Host().Nameservers(),
+		Logf:      func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+	})
+	if err == dns.ErrServing {
+		return nil // another resolver process has it
+	}
+	return err
+}
