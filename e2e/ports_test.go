@@ -294,3 +294,47 @@ func TestPublishedPortsIPv6(t *testing.T) {
 		}
 	}
 }
+
+// Global options given as flags, not in the environment, reach what ctnet
+// starts: the monitor's exit hook removes the container's [::1] port from
+// the cgroup given with --cgroup (it used to drop --cgroup and leave the
+// entry behind), and the resolver serves the run root given with --run-root.
+func TestGlobalFlagsReachWhatCtnetStarts(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	if s.Cgroup == "" {
+		t.Skip("no cgroup2 hierarchy for the [::1] programs")
+	}
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	var env []string
+	for _, kv := range s.Env() {
+		if !strings.HasPrefix(kv, "CTNET_") {
+			env = append(env, kv)
+		}
+	}
+	flags := []string{"--root", s.Root, "--run-root", s.RunRoot, "--cgroup", s.Cgroup}
+	ctnet := func(args ...string) string {
+		t.Helper()
+		cmd := s.Host.Command(sandbox.Binary(t), append(flags, args...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ctnet %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ctnet("network", "create", "--subnet", "10.77.0.0/24", "named")
+	ctnet("run", "-d", "--name", "srv", "--network", "named", "busybox", "sleep", "600")
+	if out := ctnet("run", "--rm", "--network", "named", "busybox", "nslookup", "srv", "127.0.0.11"); !strings.Contains(out, "10.77.0.2") {
+		t.Errorf("the resolver started with flags does not answer for srv:\n%s", out)
+	}
+	ctnet("run", "-d", "--name", "brief", "-p", "[::1]:8083:80", "host", "sleep", "1")
+	waitFor(t, func() bool {
+		return strings.Contains(ctnet("ps", "-a", "--format", "{{.Names}} {{.State}}"), "brief exited")
+	}, "the container to exit")
+	waitFor(t, func() bool { return !strings.Contains(ctnet("port", "brief"), "8083") }, "its port to go")
+	if out := ctnet("system", "reconcile"); out != "" {
+		t.Errorf("reconcile after the container exited found what its exit left:\n%s", out)
+	}
+}
