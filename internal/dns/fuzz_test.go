@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -39,17 +40,20 @@ func FuzzHandle(f *testing.F) {
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x0c}, // compression loop
 		{0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0},                                              // a response
 		{0xff},
+		seedQuery("11.0.0.127.in-addr.arpa", mdns.TypePTR, 0),
+		{0x12, 0x34, 0x29, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0, 0, 1, 0, 1},                // opcode UPDATE
+		{0x12, 0x34, 0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1}, // two questions
 	} {
 		f.Add(seed, uint16(0))
 		f.Add(seed, uint16(3000))
 	}
 	s := New(Config{Upstreams: []string{"192.0.2.1"}})
 	defer s.Close()
-	s.Update(append(webRecords, Record{Network: "web", Name: "bad name\x00", Addrs: addrs("10.89.0.99")},
+	s.Update(append(slices.Clone(webRecords), Record{Network: "web", Name: "bad name\x00", Addrs: addrs("10.89.0.99")},
 		Record{Network: "web", Name: "many", Addrs: manyAddrs(100)}))
-	ns := &Namespace{Networks: []string{"web"}}
+	ns := &served{Namespace: Namespace{Networks: []string{"web"}}}
 	f.Fuzz(func(t *testing.T, pkt []byte, pad uint16) {
-		s.exchange = func(_ context.Context, _ []string, q []byte, _ bool) ([]byte, error) {
+		s.exchange = func(_ context.Context, _ *origin, _ []string, q []byte, _ bool) ([]byte, error) {
 			r := append([]byte(nil), q...)
 			r[2] |= 0x80
 			return append(r, make([]byte, pad)...), nil
