@@ -15,6 +15,11 @@
 // refused at once (REFUSED, as Docker's resolver answers when it is
 // overloaded) without ever stalling another namespace's listener.
 //
+// A namespace whose networks are all internal is not forwarded from the host
+// (CVE-2024-29018): as Docker does since that fix, only its own --dns
+// servers are asked, from inside its namespace, where they answer only if
+// they are on one of its networks; a network may opt in to forwarding.
+//
 // ctnet has no daemon, so the resolver runs as one process per run root
 // (`ctnet dns serve`, calling ServeFromFile): the engine describes every
 // network's containers and every namespace to serve in one JSON snapshot
@@ -51,10 +56,27 @@ type Record struct {
 
 // Namespace is one container network namespace to serve.
 type Namespace struct {
-	Path      string   `json:"path"`                // e.g. a netns pin or /proc/PID/ns/net
-	Networks  []string `json:"networks"`            // networks whose names it may resolve
-	Upstreams []string `json:"upstreams,omitempty"` // its --dns; empty: the server's
-	NoForward bool     `json:"no_forward,omitempty"`
+	Path string `json:"path"` // e.g. a netns pin or /proc/PID/ns/net
+	// Networks are the networks whose names it may resolve. List every
+	// network the namespace is on, the default one included (it simply has
+	// no records): whether it may forward depends on all of them.
+	Networks  []string `json:"networks"`
+	Upstreams []string `json:"upstreams,omitempty"`  // its --dns; empty: the server's
+	NoForward bool     `json:"no_forward,omitempty"` // never forward, whatever its networks
+}
+
+// Network is what the resolver must know of a network beyond its records.
+// A network not described forwards as usual.
+type Network struct {
+	Name string `json:"name"`
+	// Internal is --internal: the network has no way out, so the resolver
+	// must not be one either. A namespace whose networks are all internal
+	// gets local names, and other names only from its own --dns servers
+	// asked from inside its namespace; never through the host.
+	Internal bool `json:"internal,omitempty"`
+	// DNSForward (ctnet.internal.dns_forward=true) lets an internal network
+	// forward through the host anyway.
+	DNSForward bool `json:"dns_forward,omitempty"`
 }
 
 // Config configures a Server.
@@ -127,10 +149,11 @@ func (c Config) withDefaults() Config {
 
 // Server is the resolver. Its zero value is not usable; call New.
 type Server struct {
-	cfg   Config
-	ctx   context.Context
-	stop  context.CancelFunc
-	index atomic.Pointer[index]
+	cfg      Config
+	ctx      context.Context
+	stop     context.CancelFunc
+	index    atomic.Pointer[index]
+	networks atomic.Pointer[map[string]Network]
 
 	// exchange sends one query upstream, from the namespace from (nil: the
 	// forwarding namespace), and returns a reply the caller owns; the fuzz
@@ -157,6 +180,7 @@ func New(cfg Config) *Server {
 	s.exchange = s.forward
 	s.upstreams = slices.Clone(cfg.Upstreams)
 	s.index.Store(buildIndex(nil))
+	s.SetNetworks(nil)
 	fwd := cfg.ForwardNS
 	if fwd == "" {
 		fwd = "/proc/self/ns/net"
@@ -186,6 +210,31 @@ func (s *Server) logf(format string, args ...any) {
 // or the new set.
 func (s *Server) Update(records []Record) {
 	s.index.Store(buildIndex(records))
+}
+
+// SetNetworks replaces what the server knows of networks beyond their
+// records: which are internal, and which of those forward anyway.
+func (s *Server) SetNetworks(networks []Network) {
+	m := map[string]Network{}
+	for _, n := range networks {
+		m[n.Name] = n
+	}
+	s.networks.Store(&m)
+}
+
+// internalOnly reports whether every network of ns is internal without
+// having opted in to forwarding. A namespace with no network is not.
+func (s *Server) internalOnly(ns *Namespace) bool {
+	if len(ns.Networks) == 0 {
+		return false
+	}
+	nets := *s.networks.Load()
+	for _, name := range ns.Networks {
+		if n, ok := nets[name]; !ok || !n.Internal || n.DNSForward {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) defaultUpstreams() []string {
@@ -340,6 +389,7 @@ func (s *Server) Prune() []string {
 // upstreams, when given, replace the ones of Config.
 func (s *Server) apply(snap Snapshot) map[string]error {
 	s.Update(snap.Records)
+	s.SetNetworks(snap.Networks)
 	s.mu.Lock()
 	s.upstreams = s.cfg.Upstreams
 	if len(snap.Upstreams) > 0 {

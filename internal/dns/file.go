@@ -22,6 +22,7 @@ type Snapshot struct {
 	Upstreams  []string    `json:"upstreams,omitempty"` // the host's resolvers
 	Records    []Record    `json:"records"`
 	Namespaces []Namespace `json:"namespaces"`
+	Networks   []Network   `json:"networks,omitempty"` // internal networks, and whether they forward
 }
 
 // Status is what a resolver process reports after applying a snapshot, in

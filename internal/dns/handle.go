@@ -63,7 +63,7 @@ func (s *Server) respond(ctx context.Context, v *served, pkt []byte, tcp bool) [
 }
 
 // origin is a namespace forwarded queries are sent from, other than the
-// forwarding namespace (none yet).
+// forwarding namespace: an internal-only container's own.
 type origin struct {
 	path string
 	id   nsID
@@ -74,6 +74,13 @@ type origin struct {
 func (s *Server) route(v *served) (*origin, []string) {
 	if v.NoForward {
 		return nil, nil
+	}
+	if s.internalOnly(&v.Namespace) {
+		// As Docker since CVE-2024-29018: never through the host, whose
+		// resolvers would make the resolver a way out of a network that
+		// has none. Its own --dns servers are asked from inside it, where
+		// they answer only if they are on one of its networks.
+		return &origin{path: v.Path, id: v.id}, v.Upstreams
 	}
 	if len(v.Upstreams) > 0 {
 		return nil, v.Upstreams
