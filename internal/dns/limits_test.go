@@ -242,7 +242,27 @@ func TestTCPLimits(t *testing.T) {
 		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 	}
 
+	// quiet waits until the server has seen every connection of c1 close,
+	// so a subtest starts with its whole allowance.
+	quiet := func(t *testing.T) {
+		t.Helper()
+		for range 1000 {
+			e.srv.mu.Lock()
+			l := e.srv.nss[c1.NetPath()]
+			e.srv.mu.Unlock()
+			e.srv.lim.mu.Lock()
+			n := l.use[conns]
+			e.srv.lim.mu.Unlock()
+			if n == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("connections of the previous subtest still open")
+	}
+
 	t.Run("count", func(t *testing.T) {
+		quiet(t)
 		var held []net.Conn
 		for range 4 {
 			c := dial(c1.NetPath())
@@ -264,8 +284,10 @@ func TestTCPLimits(t *testing.T) {
 		held[0].Close() // the server sees it at once: its read fails
 		ok := false
 		for range 50 {
-			if query(dial(c1.NetPath())) == nil {
+			c := dial(c1.NetPath())
+			if query(c) == nil {
 				ok = true
+				c.Close()
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -278,6 +300,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
+		quiet(t)
 		c := dial(c1.NetPath())
 		if err := query(c); err != nil {
 			t.Fatal(err)
@@ -287,6 +310,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 	t.Run("slow sender", func(t *testing.T) {
+		quiet(t)
 		c := dial(c1.NetPath())
 		if c == nil {
 			t.Fatal("connection refused")
@@ -310,6 +334,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 	t.Run("queries", func(t *testing.T) {
+		quiet(t)
 		c := dial(c1.NetPath())
 		for i := range 3 {
 			if err := query(c); err != nil {
@@ -321,6 +346,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	})
 	t.Run("huge", func(t *testing.T) {
+		quiet(t)
 		c := dial(c1.NetPath())
 		if c == nil {
 			t.Fatal("connection refused")
