@@ -122,6 +122,19 @@ func (r *resolverProcs) all() []*resolverProc {
 	return slices.Clone(r.procs)
 }
 
+// running lists the processes started that have not exited.
+func (r *resolverProcs) running() []*resolverProc {
+	var out []*resolverProc
+	for _, p := range r.all() {
+		select {
+		case <-p.done:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // exit waits for p to end by itself.
 func (p *resolverProc) exit(t testing.TB) error {
 	t.Helper()
@@ -205,6 +218,9 @@ func TestServeFromFile(t *testing.T) {
 	r.publish(Snapshot{})
 	if err := r.all()[0].exit(t); err != nil {
 		t.Errorf("resolver process: %v", err)
+	}
+	if alive, err := Alive(r.path); alive || err != nil {
+		t.Errorf("Alive after the resolver exited: %v, %v", alive, err)
 	}
 
 	// The next container needing DNS starts a new one.
