@@ -14,7 +14,7 @@ func BenchmarkRespondLocal(b *testing.B) {
 	s := New(Config{})
 	defer s.Close()
 	s.Update(webRecords)
-	ns := &Namespace{Networks: []string{"web"}}
+	ns := &served{Namespace: Namespace{Networks: []string{"web"}}}
 	q := seedQuery("db", mdns.TypeA, 0)
 	for b.Loop() {
 		if s.respond(context.Background(), ns, q, false) == nil {

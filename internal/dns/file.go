@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +24,7 @@ type Snapshot struct {
 	Upstreams  []string    `json:"upstreams,omitempty"` // the host's resolvers
 	Records    []Record    `json:"records"`
 	Namespaces []Namespace `json:"namespaces"`
+	Networks   []Network   `json:"networks,omitempty"` // internal networks, and whether they forward
 }
 
 // Status is what a resolver process reports after applying a snapshot, in
@@ -107,12 +110,14 @@ func lockFile(path string, wait bool) (*os.File, error) {
 }
 
 // Publish writes snap to path as its next generation and, when snap has
-// namespaces to serve and no resolver process holds path+".lock", calls start
-// to launch one (which must end up calling ServeFromFile on path). It returns
-// the generation written; WaitApplied tells when the process has applied it.
+// namespaces to serve and no resolver process serves path, calls start to
+// launch one (which must end up calling ServeFromFile on path) and waits
+// until it holds path+".lock". It returns the generation written;
+// WaitApplied tells when the process has applied it.
 //
-// Publish and a resolver deciding to exit both hold path+".ctl", so a
-// process never exits after a snapshot that needs it was published.
+// Publish, Ensure and a resolver deciding to exit all hold path+".ctl", so a
+// process never exits after a snapshot that needs it was published, and
+// two callers never both start one.
 func Publish(path string, snap Snapshot, start func() error) (uint64, error) {
 	ctl, err := lockFile(path+".ctl", true)
 	if err != nil {
@@ -134,18 +139,153 @@ func Publish(path string, snap Snapshot, start func() error) (uint64, error) {
 	if len(snap.Namespaces) == 0 {
 		return snap.Generation, nil
 	}
-	run, err := lockFile(path+".lock", false)
-	if errors.Is(err, unix.EWOULDBLOCK) {
-		return snap.Generation, nil // a resolver runs and will pick the file up
-	}
-	if err != nil {
-		return 0, fmt.Errorf("dns snapshot %s: probe resolver: %w", path, err)
-	}
-	run.Close()
-	if err := start(); err != nil {
-		return 0, fmt.Errorf("dns snapshot %s: start resolver: %w", path, err)
+	if _, err := ensureLocked(path, start, 0); err != nil {
+		return 0, err
 	}
 	return snap.Generation, nil
+}
+
+// Alive reports whether a live resolver process serves the snapshot at
+// path. It asks the kernel who holds path+".lock", which a process holds
+// for as long as it serves and loses when it dies, however it dies: a
+// stale status file or a reused PID cannot fool it.
+func Alive(path string) (bool, error) {
+	_, held, err := lockHolder(path + ".lock")
+	if err != nil {
+		return false, fmt.Errorf("dns snapshot %s: %w", path, err)
+	}
+	return held, nil
+}
+
+// Ensure starts a resolver for the snapshot at path, as Publish would,
+// when the snapshot lists namespaces and no live process serves it (after
+// the resolver was killed, say); it reports whether it started one, and if
+// so returns once that process serves the snapshot (its status names it).
+// Calls racing each other, or Publish, start one process between them.
+func Ensure(path string, start func() error) (bool, error) {
+	ctl, err := lockFile(path+".ctl", true)
+	if err != nil {
+		return false, fmt.Errorf("dns snapshot %s: lock: %w", path, err)
+	}
+	defer ctl.Close()
+	snap, err := ReadSnapshot(path)
+	if err != nil {
+		return false, err
+	}
+	if len(snap.Namespaces) == 0 {
+		return false, nil
+	}
+	return ensureLocked(path, start, max(snap.Generation, 1))
+}
+
+// startWait is how long a started resolver has to take its lock.
+const startWait = 10 * time.Second
+
+// ensureLocked starts a resolver unless one serves path, and waits until it
+// holds the run lock, so that whoever takes path+".ctl" next sees it, and,
+// if gen > 0, until it reports generation gen applied. The caller holds
+// path+".ctl".
+func ensureLocked(path string, start func() error, gen uint64) (bool, error) {
+	if _, held, err := lockHolder(path + ".lock"); err != nil {
+		return false, fmt.Errorf("dns snapshot %s: probe resolver: %w", path, err)
+	} else if held {
+		return false, nil
+	}
+	if err := start(); err != nil {
+		return false, fmt.Errorf("dns snapshot %s: start resolver: %w", path, err)
+	}
+	deadline := time.Now().Add(startWait)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if pid, held, err := lockHolder(path + ".lock"); err == nil && held {
+			if gen == 0 {
+				return true, nil
+			}
+			// The status of the process that died is still there, with
+			// the same generation: only the new process's own counts.
+			if st, err := ReadStatus(path); err == nil && st.Generation >= gen && (pid == 0 || st.PID == pid) {
+				return true, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return true, fmt.Errorf("dns snapshot %s: the resolver started does not serve it after %s; see its log", path, startWait)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// The run lock is a POSIX record lock (fcntl), not an flock: F_GETLK tells
+// whether it is held, and by which process, without taking it, so probing
+// never makes a starting resolver believe another one runs. Its catch, that
+// closing any descriptor of the file drops the process's lock, is why this
+// process never opens a lock file it holds (servingHere).
+var (
+	hereMu      sync.Mutex
+	servingHere = map[string]bool{} // run lock paths this process holds
+)
+
+// takeRunLock takes the run lock at lockPath without waiting; it fails with
+// ErrServing when another process holds it.
+func takeRunLock(lockPath string) (*os.File, error) {
+	hereMu.Lock()
+	defer hereMu.Unlock()
+	if servingHere[lockPath] {
+		return nil, ErrServing
+	}
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil, ErrServing
+		}
+		return nil, err
+	}
+	servingHere[lockPath] = true
+	return f, nil
+}
+
+// releaseRunLock gives up a lock taken by takeRunLock.
+func releaseRunLock(lockPath string, f *os.File) {
+	hereMu.Lock()
+	defer hereMu.Unlock()
+	f.Close()
+	delete(servingHere, lockPath)
+}
+
+// lockHolder reports whether a process holds the run lock at lockPath, and
+// its PID (0 if in a PID namespace this one cannot see).
+func lockHolder(lockPath string) (int, bool, error) {
+	hereMu.Lock()
+	defer hereMu.Unlock()
+	if servingHere[lockPath] {
+		return os.Getpid(), true, nil
+	}
+	f, err := os.Open(lockPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil {
+		return 0, false, err
+	}
+	if lk.Type == unix.F_UNLCK {
+		return 0, false, nil
+	}
+	return int(lk.Pid), true, nil
+}
+
+// sameFile reports whether path still names the open file f.
+func sameFile(path string, f *os.File) bool {
+	a, err1 := os.Stat(path)
+	b, err2 := f.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
 // ReadStatus reads what the resolver process last reported.
@@ -184,19 +324,20 @@ func WaitApplied(ctx context.Context, path string, gen uint64) (Status, error) {
 // disappear, and returns nil once the snapshot lists no namespace (or ctx
 // ends). If another process already serves path it returns ErrServing.
 func ServeFromFile(ctx context.Context, path string, cfg Config) error {
-	ctl, err := lockFile(path+".ctl", true)
+	lockPath := path + ".lock"
+	run, err := takeRunLock(lockPath)
 	if err != nil {
+		if errors.Is(err, ErrServing) {
+			return err
+		}
 		return fmt.Errorf("dns snapshot %s: lock: %w", path, err)
 	}
-	run, err := lockFile(path+".lock", false)
-	ctl.Close()
-	if errors.Is(err, unix.EWOULDBLOCK) {
-		return ErrServing
-	}
-	if err != nil {
-		return fmt.Errorf("dns snapshot %s: lock: %w", path, err)
-	}
-	defer run.Close()
+	released := false
+	defer func() {
+		if !released {
+			releaseRunLock(lockPath, run)
+		}
+	}()
 
 	changed, stopWatch, err := watchFile(path)
 	if err != nil {
@@ -217,8 +358,14 @@ func ServeFromFile(ctx context.Context, path string, cfg Config) error {
 			if err != nil {
 				s.logf("%v", err)
 			} else {
-				if len(snap.Namespaces) == 0 && exitIfStillEmpty(path, run) {
-					return nil
+				if len(snap.Namespaces) == 0 {
+					if exitIfStillEmpty(path, s, run) {
+						released = true
+						return nil
+					}
+					if now, _ := os.ReadFile(path); !bytes.Equal(now, b) {
+						continue // published meanwhile: apply that instead
+					}
 				}
 				retry = s.applyAndReport(path, snap)
 				applied = b
@@ -232,8 +379,35 @@ func ServeFromFile(ctx context.Context, path string, cfg Config) error {
 			if gone := s.Prune(); len(gone) > 0 {
 				s.logf("dns: forgot vanished namespaces %v", gone)
 			}
+			if !sameFile(lockPath, run) {
+				// Someone removed or replaced the lock file: take the new
+				// one, or leave to the resolver that has it.
+				next, err := relock(lockPath, run)
+				if err != nil {
+					s.logf("dns snapshot %s: lock file replaced and %v; leaving", path, err)
+					return nil
+				}
+				run = next
+			}
 		}
 	}
+}
+
+// relock moves this process's run lock from the file it holds (no longer at
+// lockPath) to the one at lockPath.
+func relock(lockPath string, old *os.File) (*os.File, error) {
+	hereMu.Lock()
+	delete(servingHere, lockPath)
+	hereMu.Unlock()
+	next, err := takeRunLock(lockPath)
+	if err != nil {
+		hereMu.Lock()
+		servingHere[lockPath] = true // still ours until the caller releases it
+		hereMu.Unlock()
+		return nil, fmt.Errorf("cannot take the new one: %w", err)
+	}
+	old.Close() // locks of the old inode only
+	return next, nil
 }
 
 // applyAndReport applies snap, writes the status file and reports whether
@@ -254,7 +428,9 @@ func (s *Server) applyAndReport(path string, snap Snapshot) bool {
 
 // exitIfStillEmpty releases the run lock if, under the control lock, the
 // snapshot still lists no namespace; Publish can then start a new process.
-func exitIfStillEmpty(path string, run *os.File) bool {
+// Every listener is closed first, so that process never finds 127.0.0.11
+// still taken by this one.
+func exitIfStillEmpty(path string, s *Server, run *os.File) bool {
 	ctl, err := lockFile(path+".ctl", true)
 	if err != nil {
 		return false
@@ -264,7 +440,8 @@ func exitIfStillEmpty(path string, run *os.File) bool {
 	if err != nil || len(snap.Namespaces) > 0 {
 		return false
 	}
-	run.Close()
+	s.Close()
+	releaseRunLock(path+".lock", run)
 	return true
 }
 

@@ -9,24 +9,40 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
-const helperEnv = "CTNET_DNS_TEST_SNAPSHOT"
+const (
+	helperEnv = "CTNET_DNS_TEST_SNAPSHOT"
+	nofileEnv = "CTNET_DNS_TEST_NOFILE" // the resolver process's open file limit
+)
 
-// TestServeHelper is the resolver process of TestServeFromFile: the test
-// binary run again inside the sandbox host, as `ctnet dns serve` would be.
+// TestServeHelper is the resolver process of the tests that need one: the
+// test binary run again inside the sandbox host, as `ctnet dns serve` would
+// be.
 func TestServeHelper(t *testing.T) {
 	path := os.Getenv(helperEnv)
 	if path == "" {
-		t.Skip("only runs as TestServeFromFile's resolver process")
+		t.Skip("only runs as a test's resolver process")
+	}
+	if n, err := strconv.ParseUint(os.Getenv(nofileEnv), 10, 64); err == nil {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	err := ServeFromFile(context.Background(), path, Config{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
-	if err != nil && !errors.Is(err, ErrServing) {
+	if errors.Is(err, ErrServing) {
+		fmt.Fprintf(os.Stderr, "pid %d: %v\n", os.Getpid(), err)
+		os.Exit(0)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -51,52 +67,113 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// resolverProcs starts resolver processes for the snapshot at path in the
+// sandbox host, as the engine's start callback does, and kills those still
+// running when the test ends.
+type resolverProcs struct {
+	t      testing.TB
+	e      *env
+	path   string
+	env    []string
+	stderr lockedBuffer
+	mu     sync.Mutex
+	procs  []*resolverProc
+}
+
+type resolverProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process is reaped
+	err  error
+}
+
+func newResolverProcs(t testing.TB, e *env, env ...string) *resolverProcs {
+	r := &resolverProcs{t: t, e: e, path: filepath.Join(t.TempDir(), "dns.json"), env: env}
+	t.Cleanup(func() {
+		for _, p := range r.all() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("resolver process stderr:\n%s", r.stderr.String())
+		}
+	})
+	return r
+}
+
+// start is the callback Publish and Ensure get.
+func (r *resolverProcs) start() error {
+	cmd := r.e.sb.Host.Command(os.Args[0], "-test.run=^TestServeHelper$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+r.path), r.env...)
+	cmd.Stderr = &r.stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p := &resolverProc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	r.mu.Lock()
+	r.procs = append(r.procs, p)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *resolverProcs) all() []*resolverProc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.procs)
+}
+
+// running lists the processes started that have not exited.
+func (r *resolverProcs) running() []*resolverProc {
+	var out []*resolverProc
+	for _, p := range r.all() {
+		select {
+		case <-p.done:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// exit waits for p to end by itself.
+func (p *resolverProc) exit(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("resolver process %d did not exit", p.cmd.Process.Pid)
+		return nil
+	}
+}
+
+// publish publishes snap and, if it has namespaces, waits until the
+// resolver serves all of them.
+func (r *resolverProcs) publish(snap Snapshot) {
+	r.t.Helper()
+	gen, err := Publish(r.path, snap, r.start)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(snap.Namespaces) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := WaitApplied(ctx, r.path, gen)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(st.Errors) > 0 {
+		r.t.Fatalf("resolver could not serve: %v", st.Errors)
+	}
+}
+
 func TestServeFromFile(t *testing.T) {
 	e := newEnv(t, nil)
 	e.srv.Close() // this test's resolver is the child process
 	c1, c2 := e.container(t), e.container(t)
-	path := filepath.Join(t.TempDir(), "dns.json")
-
-	var stderr lockedBuffer
-	var procs []*exec.Cmd
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.Process.Kill()
-			p.Wait()
-		}
-		if t.Failed() {
-			t.Logf("resolver process stderr:\n%s", stderr.String())
-		}
-	})
-	start := func() error {
-		cmd := e.sb.Host.Command(os.Args[0], "-test.run=^TestServeHelper$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path)
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		procs = append(procs, cmd)
-		return nil
-	}
-	publish := func(snap Snapshot) {
-		t.Helper()
-		gen, err := Publish(path, snap, start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(snap.Namespaces) == 0 {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		st, err := WaitApplied(ctx, path, gen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(st.Errors) > 0 {
-			t.Fatalf("resolver could not serve: %v", st.Errors)
-		}
-	}
+	r := newResolverProcs(t, e)
 	dig := func(ns, name string) string {
 		t.Helper()
 		m := ask(t, ns, name, mdns.TypeA, qopt{})
@@ -108,7 +185,7 @@ func TestServeFromFile(t *testing.T) {
 		Records:    slices.Clone(webRecords),
 		Namespaces: []Namespace{{Path: c1.NetPath(), Networks: []string{"web"}}},
 	}
-	publish(snap)
+	r.publish(snap)
 	if out := c1.MustRun("dig", "@127.0.0.11", "+short", "+tries=1", "+time=5", "db"); out != "10.89.0.2\n" {
 		t.Errorf("dig db: %q", out)
 	}
@@ -119,9 +196,9 @@ func TestServeFromFile(t *testing.T) {
 	// A changed snapshot: db moved, a second container appears.
 	snap.Records[0].Addrs = addrs("10.89.0.99")
 	snap.Namespaces = append(snap.Namespaces, Namespace{Path: c2.NetPath(), Networks: []string{"back"}})
-	publish(snap)
-	if len(procs) != 1 {
-		t.Fatalf("%d resolver processes started, want 1", len(procs))
+	r.publish(snap)
+	if n := len(r.all()); n != 1 {
+		t.Fatalf("%d resolver processes started, want 1", n)
 	}
 	if got := dig(c1.NetPath(), "db"); got != "[10.89.0.99]" {
 		t.Errorf("db after update: %s", got)
@@ -132,30 +209,25 @@ func TestServeFromFile(t *testing.T) {
 
 	// A namespace left out of the snapshot is no longer served.
 	snap.Namespaces = snap.Namespaces[1:]
-	publish(snap)
+	r.publish(snap)
 	if _, err := tryAsk(c1.NetPath(), "db", mdns.TypeA, qopt{tcp: true}); err == nil {
 		t.Errorf("namespace dropped from the snapshot is still answered")
 	}
 
 	// Nothing left to serve: the process exits by itself.
-	publish(Snapshot{})
-	done := make(chan error, 1)
-	go func() { done <- procs[0].Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("resolver process: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("resolver process did not exit with an empty snapshot")
+	r.publish(Snapshot{})
+	if err := r.all()[0].exit(t); err != nil {
+		t.Errorf("resolver process: %v", err)
 	}
-	procs = procs[1:]
+	if alive, err := Alive(r.path); alive || err != nil {
+		t.Errorf("Alive after the resolver exited: %v, %v", alive, err)
+	}
 
 	// The next container needing DNS starts a new one.
 	snap.Namespaces = []Namespace{{Path: c1.NetPath(), Networks: []string{"web"}}}
-	publish(snap)
-	if len(procs) != 1 {
-		t.Fatalf("no new resolver process started")
+	r.publish(snap)
+	if n := len(r.all()); n != 2 {
+		t.Fatalf("%d resolver processes started, want a second one", n)
 	}
 	if got := dig(c1.NetPath(), "db"); got != "[10.89.0.99]" {
 		t.Errorf("db from the restarted resolver: %s", got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -39,17 +40,34 @@ func FuzzHandle(f *testing.F) {
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x0c}, // compression loop
 		{0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0},                                              // a response
 		{0xff},
+		seedQuery("secret", mdns.TypeA, 0),                      // local on the internal network
+		seedQuery("2.0.90.10.in-addr.arpa", mdns.TypePTR, 1232), // its PTR
+		seedQuery("6f6e65.exfil.test", mdns.TypeTXT, 4096),      // what must not leave it
+		seedQuery("11.0.0.127.in-addr.arpa", mdns.TypePTR, 0),
+		{0x12, 0x34, 0x29, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0, 0, 1, 0, 1},                // opcode UPDATE
+		{0x12, 0x34, 0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1}, // two questions
 	} {
-		f.Add(seed, uint16(0))
-		f.Add(seed, uint16(3000))
+		for _, internal := range []bool{false, true} {
+			f.Add(seed, uint16(0), internal)
+			f.Add(seed, uint16(3000), internal)
+		}
 	}
 	s := New(Config{Upstreams: []string{"192.0.2.1"}})
 	defer s.Close()
-	s.Update(append(webRecords, Record{Network: "web", Name: "bad name\x00", Addrs: addrs("10.89.0.99")},
+	s.Update(append(slices.Clone(webRecords), Record{Network: "web", Name: "bad name\x00", Addrs: addrs("10.89.0.99")},
 		Record{Network: "web", Name: "many", Addrs: manyAddrs(100)}))
-	ns := &Namespace{Networks: []string{"web"}}
-	f.Fuzz(func(t *testing.T, pkt []byte, pad uint16) {
-		s.exchange = func(_ context.Context, _ []string, q []byte, _ bool) ([]byte, error) {
+	s.SetNetworks([]Network{{Name: "back", Internal: true}})
+	web := &served{Namespace: Namespace{Networks: []string{"web"}}}
+	back := &served{Namespace: Namespace{Networks: []string{"back"}}}
+	f.Fuzz(func(t *testing.T, pkt []byte, pad uint16, internal bool) {
+		ns := web
+		if internal {
+			ns = back
+		}
+		s.exchange = func(_ context.Context, from *origin, ups []string, q []byte, _ bool) ([]byte, error) {
+			if internal {
+				t.Fatalf("query %x from an internal-only namespace forwarded to %v", pkt, ups)
+			}
 			r := append([]byte(nil), q...)
 			r[2] |= 0x80
 			return append(r, make([]byte, pad)...), nil

@@ -21,44 +21,87 @@ const (
 	maxUDP     = 4096
 	udpTry     = 2 * time.Second
 	tcpTry     = 4 * time.Second
-	tcpIdle    = 10 * time.Second
 	headerSize = 12
+	// maxQuery is the largest query accepted: a stub's query is one
+	// question and an OPT record, a few hundred bytes even padded (RFC
+	// 8467); a bigger one is only there to make the resolver buffer it.
+	maxQuery = 4096
 )
 
-// respond turns one request packet into the reply packet, or nil when the
-// packet deserves no reply (too short to answer, or itself a response).
-func (s *Server) respond(ctx context.Context, ns *Namespace, pkt []byte, tcp bool) []byte {
+// local parses pkt and answers it from the records. It returns the reply,
+// or nil and the parsed request when the query must be forwarded, or nil
+// and nil when the packet deserves no reply (too short to answer, or itself
+// a response).
+func (s *Server) local(ns *Namespace, pkt []byte, tcp bool) ([]byte, *mdns.Msg) {
 	if len(pkt) < headerSize || pkt[2]&0x80 != 0 {
-		return nil
+		return nil, nil
 	}
 	req := new(mdns.Msg)
 	if err := req.Unpack(pkt); err != nil {
-		return headerReply(pkt, mdns.RcodeFormatError)
+		return headerReply(pkt, mdns.RcodeFormatError), nil
 	}
 	if req.Opcode != mdns.OpcodeQuery {
-		return packReply(req, mdns.RcodeNotImplemented, tcp)
+		return packReply(req, mdns.RcodeNotImplemented, tcp), nil
 	}
 	if len(req.Question) != 1 {
-		return packReply(req, mdns.RcodeFormatError, tcp)
+		return packReply(req, mdns.RcodeFormatError, tcp), nil
 	}
 	if resp := s.answerLocal(req, ns); resp != nil {
-		return pack(resp, udpLimit(req, tcp))
+		return pack(resp, udpLimit(req, tcp)), nil
 	}
+	return nil, req
+}
 
-	upstreams := ns.Upstreams
-	if len(upstreams) == 0 {
-		upstreams = s.defaultUpstreams()
+// respond turns one request packet into the reply packet, forwarding it if
+// needed, without any limit (the serve loops apply those).
+func (s *Server) respond(ctx context.Context, v *served, pkt []byte, tcp bool) []byte {
+	reply, req := s.local(&v.Namespace, pkt, tcp)
+	if req == nil {
+		return reply
 	}
-	if ns.NoForward || len(upstreams) == 0 {
+	return s.forwardReply(ctx, v, req, pkt, tcp)
+}
+
+// origin is a namespace forwarded queries are sent from, other than the
+// forwarding namespace: an internal-only container's own.
+type origin struct {
+	path string
+	id   nsID
+}
+
+// route says where v's forwarded queries go and which namespace sends them
+// (nil: the forwarding namespace, the host's).
+func (s *Server) route(v *served) (*origin, []string) {
+	if v.NoForward {
+		return nil, nil
+	}
+	if s.internalOnly(&v.Namespace) {
+		// As Docker since CVE-2024-29018: never through the host, whose
+		// resolvers would make the resolver a way out of a network that
+		// has none. Its own --dns servers are asked from inside it, where
+		// they answer only if they are on one of its networks.
+		return &origin{path: v.Path, id: v.id}, v.Upstreams
+	}
+	if len(v.Upstreams) > 0 {
+		return nil, v.Upstreams
+	}
+	return nil, s.defaultUpstreams()
+}
+
+// forwardReply forwards req (whose packet is pkt) as v may and returns the
+// reply to send back; SERVFAIL when no upstream answers, as Docker's.
+func (s *Server) forwardReply(ctx context.Context, v *served, req *mdns.Msg, pkt []byte, tcp bool) []byte {
+	from, upstreams := s.route(v)
+	if len(upstreams) == 0 {
 		return packReply(req, mdns.RcodeServerFailure, tcp)
 	}
 	query := slices.Clone(pkt)
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(query, id)
-	raw, err := s.exchange(ctx, upstreams, query, tcp)
+	raw, err := s.exchange(ctx, from, upstreams, query, tcp)
 	if err != nil || len(raw) < headerSize || binary.BigEndian.Uint16(raw) != id {
 		if err != nil {
-			s.logf("dns: forward %s %s: %v", req.Question[0].Name, mdns.TypeToString[req.Question[0].Qtype], err)
+			s.logRare("forward", "dns: forward %s %s: %v", req.Question[0].Name, mdns.TypeToString[req.Question[0].Qtype], err)
 		}
 		return packReply(req, mdns.RcodeServerFailure, tcp)
 	}
@@ -182,7 +225,7 @@ func udpLimit(req *mdns.Msg, tcp bool) int {
 
 // forward tries each upstream in turn until one answers with something
 // better than SERVFAIL or REFUSED.
-func (s *Server) forward(ctx context.Context, upstreams []string, query []byte, tcp bool) ([]byte, error) {
+func (s *Server) forward(ctx context.Context, from *origin, upstreams []string, query []byte, tcp bool) ([]byte, error) {
 	var last []byte
 	var errs []error
 	for _, u := range upstreams {
@@ -191,7 +234,7 @@ func (s *Server) forward(ctx context.Context, upstreams []string, query []byte, 
 			try = tcpTry
 		}
 		tctx, cancel := context.WithTimeout(ctx, try)
-		resp, err := s.exchangeOne(tctx, u, query, tcp)
+		resp, err := s.exchangeOne(tctx, from, u, query, tcp)
 		cancel()
 		if err != nil {
 			errs = append(errs, err)
@@ -212,24 +255,34 @@ func (s *Server) forward(ctx context.Context, upstreams []string, query []byte, 
 	return nil, errors.Join(errs...)
 }
 
-// exchangeOne sends query to one upstream from the forwarding namespace and
-// returns its raw reply.
-func (s *Server) exchangeOne(ctx context.Context, upstream string, query []byte, tcp bool) ([]byte, error) {
+// exchangeOne sends query to one upstream from the namespace from (nil: the
+// forwarding namespace) and returns its raw reply.
+func (s *Server) exchangeOne(ctx context.Context, from *origin, upstream string, query []byte, tcp bool) ([]byte, error) {
 	ap, err := upstreamAddr(upstream)
 	if err != nil {
 		return nil, err
+	}
+	// 127.0.0.11:53 in a namespace this server listens in is the server
+	// itself: each hop would forward again, without end, a slot each.
+	if ap == Addr && (from != nil || s.servesFwd.Load() > 0) {
+		return nil, fmt.Errorf("upstream %s is this resolver", ap)
 	}
 	network := "udp"
 	if tcp {
 		network = "tcp"
 	}
 	var c net.Conn
-	err = inNS(s.cfg.ForwardNS, func() error {
+	dial := func() error {
 		var d net.Dialer
 		var err error
 		c, err = d.DialContext(ctx, network, ap.String())
 		return err
-	})
+	}
+	if from != nil {
+		err = inNSChecked(from.path, from.id, dial)
+	} else {
+		err = inNS(s.cfg.ForwardNS, dial)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", ap, err)
 	}
@@ -242,7 +295,7 @@ func (s *Server) exchangeOne(ctx context.Context, upstream string, query []byte,
 		if err := writeTCP(c, query); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", ap, err)
 		}
-		resp, err := readTCP(c)
+		resp, err := readTCP(c, mdns.MaxMsgSize)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", ap, err)
 		}
@@ -274,13 +327,13 @@ var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
 func upstreamAddr(s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap, nil
+		return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("upstream %q is not an IP address or IP:port", s)
 	}
-	return netip.AddrPortFrom(a.WithZone(""), 53), nil
+	return netip.AddrPortFrom(a.Unmap().WithZone(""), 53), nil
 }
 
 func writeTCP(w io.Writer, msg []byte) error {
@@ -291,20 +344,29 @@ func writeTCP(w io.Writer, msg []byte) error {
 	return err
 }
 
-func readTCP(r io.Reader) ([]byte, error) {
+var errTooBig = errors.New("message over the size limit")
+
+// readTCP reads one length-prefixed message of at most limit bytes.
+func readTCP(r io.Reader, limit int) ([]byte, error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return nil, err
 	}
-	b := make([]byte, binary.BigEndian.Uint16(l[:]))
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n > limit {
+		return nil, errTooBig
+	}
+	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// serveUDP answers datagrams until the listener closes; each query runs on
-// its own goroutine because forwarding waits on the network.
+// serveUDP answers datagrams until the listener closes. Local names are
+// answered here; a query to forward gets a goroutine of its own, if the
+// namespace is within its limit, since forwarding waits on the network.
+// Nothing here ever waits for another namespace.
 func (s *Server) serveUDP(l *listener) {
 	buf := make([]byte, 65535)
 	for {
@@ -315,66 +377,120 @@ func (s *Server) serveUDP(l *listener) {
 			}
 			continue
 		}
-		pkt := slices.Clone(buf[:n])
-		select {
-		case s.sem <- struct{}{}:
-		case <-l.ctx.Done():
-			return
+		if n > maxQuery {
+			continue
 		}
+		v := l.conf.Load()
+		reply, req := s.local(&v.Namespace, buf[:n], false)
+		if req == nil {
+			if reply != nil {
+				l.udp.WriteToUDPAddrPort(reply, from)
+			}
+			continue
+		}
+		if !s.lim.take(&l.use, queries) {
+			s.refused(v, queries)
+			l.udp.WriteToUDPAddrPort(packReply(req, mdns.RcodeRefused, false), from)
+			continue
+		}
+		pkt := slices.Clone(buf[:n])
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			defer func() { <-s.sem }()
-			if resp := s.respond(l.ctx, l.conf.Load(), pkt, false); resp != nil {
+			defer s.lim.give(&l.use, queries)
+			if resp := s.forwardReply(l.ctx, v, req, pkt, false); resp != nil {
 				l.udp.WriteToUDPAddrPort(resp, from)
 			}
 		}()
 	}
 }
 
+// refused notes that v went over its limit of k.
+func (s *Server) refused(v *served, k kind) {
+	s.logRare("limit "+k.String(), "dns: netns %s is at its limit of %s; refusing more", v.Path, k)
+}
+
 func (s *Server) serveTCP(l *listener) {
+	var delay time.Duration
 	for {
 		c, err := l.tcp.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// Out of file descriptors or memory: wait, as net/http does,
+			// rather than spin on a listener that stays readable.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logRare("accept", "dns: accept in netns %s: %v", l.conf.Load().Path, err)
+			select {
+			case <-time.After(delay):
+			case <-l.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		if !s.lim.take(&l.use, conns) {
+			s.refused(l.conf.Load(), conns)
+			reset(c)
 			continue
 		}
 		if !l.track(c) {
+			s.lim.give(&l.use, conns)
 			c.Close()
 			return
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer s.lim.give(&l.use, conns)
 			defer l.untrack(c)
 			s.serveConn(l, c)
 		}()
 	}
 }
 
+// reset closes c with a RST: no FIN handshake, no TIME_WAIT left behind.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
 // serveConn answers the length-prefixed queries of one TCP connection in
-// order until the client closes it or stays idle.
+// order until the client closes it, stays idle (or too slow to complete a
+// query), or reaches its number of queries or its time.
 func (s *Server) serveConn(l *listener, c net.Conn) {
-	for {
-		c.SetReadDeadline(time.Now().Add(tcpIdle))
-		pkt, err := readTCP(c)
+	end := time.Now().Add(s.cfg.TCPMaxLife)
+	deadline := func() time.Time {
+		if d := time.Now().Add(s.cfg.TCPIdleTimeout); d.Before(end) {
+			return d
+		}
+		return end
+	}
+	for range s.cfg.TCPMaxQueries {
+		c.SetReadDeadline(deadline())
+		pkt, err := readTCP(c, maxQuery)
 		if err != nil {
 			return
 		}
-		select {
-		case s.sem <- struct{}{}:
-		case <-l.ctx.Done():
-			return
+		v := l.conf.Load()
+		reply, req := s.local(&v.Namespace, pkt, true)
+		if req != nil {
+			if s.lim.take(&l.use, queries) {
+				reply = s.forwardReply(l.ctx, v, req, pkt, true)
+				s.lim.give(&l.use, queries)
+			} else {
+				s.refused(v, queries)
+				reply = packReply(req, mdns.RcodeRefused, true)
+			}
 		}
-		resp := s.respond(l.ctx, l.conf.Load(), pkt, true)
-		<-s.sem
-		if resp == nil {
+		if reply == nil {
 			continue
 		}
-		c.SetWriteDeadline(time.Now().Add(tcpIdle))
-		if err := writeTCP(c, resp); err != nil {
+		c.SetWriteDeadline(deadline())
+		if err := writeTCP(c, reply); err != nil {
 			return
 		}
 	}

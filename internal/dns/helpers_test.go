@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,12 +32,20 @@ type env struct {
 
 func newEnv(t testing.TB, records []Record) *env {
 	t.Helper()
+	return newEnvConfig(t, records, Config{})
+}
+
+// newEnvConfig is newEnv with a server configured by cfg (its upstreams,
+// forwarding namespace and logger are the env's).
+func newEnvConfig(t testing.TB, records []Record, cfg Config) *env {
+	t.Helper()
 	sb := sandbox.New(t)
 	e := &env{sb: sb, up: map[string]*fakeUpstream{}}
 	for addr, answer := range map[string]string{upstream1: "198.51.100.7", upstream2: "198.51.100.8"} {
 		e.up[addr] = startUpstream(t, sb.Upstream.NetPath(), addr, answer)
 	}
-	e.srv = New(Config{Upstreams: []string{upstream1}, ForwardNS: sb.Host.NetPath(), Logf: t.Logf})
+	cfg.Upstreams, cfg.ForwardNS, cfg.Logf = []string{upstream1}, sb.Host.NetPath(), t.Logf
+	e.srv = New(cfg)
 	t.Cleanup(func() { e.srv.Close() })
 	e.srv.Update(records)
 	return e
@@ -58,10 +67,13 @@ func (e *env) listen(t testing.TB, ns Namespace) {
 }
 
 // fakeUpstream is a resolver in the upstream namespace that remembers the
-// names it was asked.
+// names it was asked. Names under slow.test it never answers, as an
+// upstream waiting on an authority that does not answer.
 type fakeUpstream struct {
 	mu    sync.Mutex
 	asked map[string]int
+	slow  atomic.Int64 // queries for names under slow.test
+	total atomic.Int64
 }
 
 func (u *fakeUpstream) count(name string) int {
@@ -75,6 +87,11 @@ func startUpstream(t testing.TB, nsPath, addr, exampleA string) *fakeUpstream {
 	u := &fakeUpstream{asked: map[string]int{}}
 	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
 		q := req.Question[0]
+		u.total.Add(1)
+		if strings.HasSuffix(strings.ToLower(q.Name), ".slow.test.") {
+			u.slow.Add(1)
+			return
+		}
 		u.mu.Lock()
 		u.asked[strings.ToLower(q.Name)]++
 		u.mu.Unlock()

@@ -27,6 +27,27 @@ func inNS(path string, fn func() error) error {
 	return nil
 }
 
+// inNSChecked is inNS for a namespace that must still be id: a path like
+// /proc/PID/ns/net may lead elsewhere once PID is reused.
+func inNSChecked(path string, id nsID, fn func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target), &st); err != nil {
+		return fmt.Errorf("netns %s: %w", path, err)
+	}
+	if (nsID{dev: st.Dev, ino: st.Ino}) != id {
+		return fmt.Errorf("netns %s is no longer the namespace served", path)
+	}
+	if err := netx.InNetNS(target, fn); err != nil {
+		return fmt.Errorf("netns %s: %w", path, err)
+	}
+	return nil
+}
+
 // nsID names a namespace independently of the path used to reach it, so a
 // reused PID in /proc/PID/ns/net is not mistaken for the old namespace.
 type nsID struct{ dev, ino uint64 }
