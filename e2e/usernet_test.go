@@ -15,6 +15,7 @@ func TestEmbeddedDNS(t *testing.T) {
 	s.MustCtnet("network", "create", "--subnet", "10.40.0.0/24", "app")
 	s.MustCtnet("network", "create", "--subnet", "10.41.0.0/24", "other")
 	s.MustCtnet("network", "create", "--internal", "--subnet", "10.42.0.0/24", "sealed")
+	s.MustCtnet("network", "create", "--internal", "--subnet", "10.43.0.0/24", "-o", "ctnet.internal.dns_forward=true", "ajar")
 	s.MustCtnet("run", "-d", "--name", "web1", "--network", "app", "--network-alias", "web", "busybox", "sleep", "600")
 	s.MustCtnet("run", "-d", "--name", "web2", "--network", "app", "--network-alias", "web", "busybox", "sleep", "600")
 	s.MustCtnet("run", "-d", "--name", "stranger", "--network", "other", "busybox", "sleep", "600")
@@ -41,10 +42,20 @@ func TestEmbeddedDNS(t *testing.T) {
 	if out := lookup("--network", "app", "busybox", "nslookup", "stranger"); strings.Contains(out, "10.41.0.") {
 		t.Errorf("a name from another network resolved:\n%s", out)
 	}
-	// Other names go to the host's resolvers, also from an internal network and with a custom --dns.
+	// An internal network has no way out, so the resolver is none either
+	// (CVE-2024-29018): its own names only, unless the network opts in.
+	up.Asked() // what the lookups above asked
+	if out := lookup("--network", "sealed", "busybox", "nslookup", "example.test"); strings.Contains(out, "198.51.100.7") {
+		t.Errorf("an --internal network's lookup was forwarded:\n%s", out)
+	}
+	if asked := up.Asked(); len(asked) != 0 {
+		t.Errorf("the upstream resolver was asked %q from an --internal network", asked)
+	}
+	// Other names go to the host's resolvers, also with a custom --dns and
+	// from an internal network that opts in.
 	for _, args := range [][]string{
 		{"--network", "app"},
-		{"--network", "sealed"},
+		{"--network", "ajar"},
 		{"--network", "app", "--dns", sandbox.UpstreamAddr},
 	} {
 		if out := lookup(append(args, "busybox", "nslookup", "example.test")...); !strings.Contains(out, "198.51.100.7") {

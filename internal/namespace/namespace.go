@@ -80,9 +80,18 @@ func key(st unix.Stat_t) string { return fmt.Sprintf("%d:%d", st.Dev, st.Ino) }
 
 // KeyOf returns the key of the namespace at path now, or "" if there is none.
 func KeyOf(path string) string {
+	k, _ := Stat(path)
+	return k
+}
+
+// Stat returns the key of the namespace at path now.
+func Stat(path string) (string, error) {
 	var st unix.Stat_t
-	if strings.TrimSpace(path) == "" || unix.Stat(path, &st) != nil {
-		return ""
+	if strings.TrimSpace(path) == "" {
+		return "", ErrNoPath
 	}
-	return key(st)
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("netns %s: %w", path, err)
+	}
+	return key(st), nil
 }

@@ -30,18 +30,28 @@ func (s *Service) usesDNS(a *Attachment) bool { return s.d.DNS != "" && a.Networ
 // dnsSnapshot builds the resolver's view from the store.
 func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 	snap := dns.Snapshot{Upstreams: resolvconf.Host().Nameservers()}
+	nets, err := store.ListJSON[Network](tx, store.Networks, "")
+	if err != nil {
+		return snap, err
+	}
+	for _, n := range nets {
+		if n.Internal && n.Pending == "" {
+			snap.Networks = append(snap.Networks, dns.Network{Name: n.Name, Internal: true, DNSForward: n.dnsForward()})
+		}
+	}
 	atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
 	if err != nil {
 		return snap, err
 	}
 	nsNets := map[string][]string{}
 	nsUp := map[string][]string{}
+	named := map[string]bool{} // the namespace is on a network with names
 	var paths []string
 	for _, a := range atts {
-		if a.Network == DefaultNetwork || a.Pending == pendingAttach {
+		if a.Pending == pendingAttach {
 			continue
 		}
-		if len(a.DNSNames) > 0 {
+		if a.Network != DefaultNetwork && len(a.DNSNames) > 0 {
 			r := dns.Record{Network: a.Network, Name: a.DNSNames[0], Aliases: a.DNSNames[1:]}
 			for _, p := range a.Addrs() {
 				r.Addrs = append(r.Addrs, p.Addr())
@@ -52,12 +62,17 @@ func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 			if _, ok := nsNets[a.NetNS]; !ok {
 				paths = append(paths, a.NetNS)
 			}
+			// Every network the namespace is on, the default one too:
+			// whether it may forward depends on all of them.
 			nsNets[a.NetNS] = append(nsNets[a.NetNS], a.Network)
 			nsUp[a.NetNS] = a.Resolver.Upstreams
+			named[a.NetNS] = named[a.NetNS] || a.Network != DefaultNetwork
 		}
 	}
 	for _, p := range paths {
-		snap.Namespaces = append(snap.Namespaces, dns.Namespace{Path: p, Networks: nsNets[p], Upstreams: nsUp[p]})
+		if named[p] {
+			snap.Namespaces = append(snap.Namespaces, dns.Namespace{Path: p, Networks: nsNets[p], Upstreams: nsUp[p]})
+		}
 	}
 	return snap, nil
 }
@@ -106,10 +121,10 @@ func (s *Service) dnsStale() (bool, error) {
 	if s.d.DNS == "" {
 		return false, nil
 	}
-	old, err := dns.ReadSnapshot(s.d.DNS)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	if _, err := os.Stat(s.d.DNS); errors.Is(err, os.ErrNotExist) {
+		return false, nil // no resolver ever ran
 	}
+	old, err := dns.ReadSnapshot(s.d.DNS)
 	if err != nil {
 		return true, nil // unreadable: write it again
 	}
@@ -126,7 +141,7 @@ func (s *Service) dnsStale() (bool, error) {
 
 func sameRecords(a, b dns.Snapshot) bool {
 	key := func(s dns.Snapshot) string {
-		recs := make([]string, 0, len(s.Records)+len(s.Namespaces))
+		recs := make([]string, 0, len(s.Records)+len(s.Namespaces)+len(s.Networks))
 		for _, r := range s.Records {
 			b, _ := json.Marshal(r)
 			recs = append(recs, string(b))
@@ -135,10 +150,26 @@ func sameRecords(a, b dns.Snapshot) bool {
 			b, _ := json.Marshal(n)
 			recs = append(recs, string(b))
 		}
+		for _, n := range s.Networks {
+			b, _ := json.Marshal(n)
+			recs = append(recs, string(b))
+		}
 		slices.Sort(recs)
 		return strings.Join(recs, "\n")
 	}
 	return key(a) == key(b)
+}
+
+// ensureDNS starts the resolver again if it should run and does not (it was
+// killed, say).
+func (s *Service) ensureDNS() (bool, error) {
+	if s.d.DNS == "" {
+		return false, nil
+	}
+	if _, err := os.Stat(s.d.DNS); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return dns.Ensure(s.d.DNS, s.startDNS)
 }
 
 // startDNS launches the resolver process detached from this one.

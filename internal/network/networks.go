@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +101,9 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	for k, v := range spec.Options {
 		n.Options[k] = v
 	}
+	if err := checkServiceOptions(n.Options); err != nil {
+		return nil, wrapWhat(what, err)
+	}
 	var others []Network
 	if err := s.d.Store.View(func(tx store.Tx) error {
 		others, err = store.ListJSON[Network](tx, store.Networks, "")
@@ -124,6 +129,7 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 		return nil, wrapWhat(what, err)
 	}
 	n.Bridge, n.MTU = dn.Device, dn.MTU
+	maps.Copy(n.Options, dn.Options)
 
 	// Record the intent, with the name taken, before the kernel work.
 	err = s.d.Store.Update(func(tx store.Tx) error {
@@ -259,12 +265,45 @@ func planSubnets(spec NetworkSpec, others []Network, host []netip.Prefix) ([]Sub
 func (n *Network) driverNet() driver.Network {
 	d := driver.Network{
 		ID: n.ID, Name: n.Name, Default: n.Name == DefaultNetwork, Device: n.Bridge, MTU: n.MTU,
-		Internal: n.Internal, IPv6: n.IPv6, Options: n.Options,
+		Internal: n.Internal, IPv6: n.IPv6, Options: map[string]string{},
+	}
+	for k, v := range n.Options {
+		if !strings.HasPrefix(k, serviceOptionPrefix) {
+			d.Options[k] = v // the service's own options are not the driver's
+		}
 	}
 	for _, s := range n.Subnets {
 		d.Subnets = append(d.Subnets, driver.Subnet{Prefix: s.Subnet, Gateway: s.Gateway})
 	}
 	return d
+}
+
+// Options of the service itself, for every driver.
+const (
+	serviceOptionPrefix = "ctnet."
+	// OptDNSForward lets an --internal network's containers have names
+	// outside it resolved through the host (off: CVE-2024-29018).
+	OptDNSForward = "ctnet.internal.dns_forward"
+)
+
+func checkServiceOptions(opts map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		if !strings.HasPrefix(k, serviceOptionPrefix) {
+			continue
+		}
+		if k != OptDNSForward {
+			return errdefs.Field("option:"+k, fmt.Sprintf("unknown option %q; ctnet's own options are %s", k, OptDNSForward))
+		}
+		if _, err := strconv.ParseBool(opts[k]); err != nil {
+			return errdefs.Field("option:"+k, fmt.Sprintf("option %s=%q: want true or false", k, opts[k]))
+		}
+	}
+	return nil
+}
+
+func (n *Network) dnsForward() bool {
+	b, _ := strconv.ParseBool(n.Options[OptDNSForward])
+	return b
 }
 
 // findNetwork looks a network up by name, full id or unique id prefix; one

@@ -61,6 +61,11 @@ func (s *Service) reconcileLocked(ctx context.Context, tell func(string, ...any)
 		}
 		logf("embedded DNS: rewrote its records to match the containers")
 	}
+	if started, err := s.ensureDNS(); err != nil {
+		return changes, fmt.Errorf("embedded DNS: %w", err)
+	} else if started {
+		logf("embedded DNS: started the resolver again (it was not running)")
+	}
 	return changes, nil
 }
 
