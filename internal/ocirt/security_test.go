@@ -115,7 +115,7 @@ func TestSecurity(t *testing.T) {
 		// the attack of issue 18: an unprivileged user makes a user and a
 		// network namespace and drives the kernel's network code from them
 		{name: "default user", user: "65534", want: map[string]string{
-			"userns": "denied", "userns+netns": "denied", "netadmin": "denied",
+			"userns": "denied", "netns": "denied", "userns+netns": "denied", "netadmin": "denied",
 			"CapEff": capMask(), "CapBnd": capMask(dockerCaps...), "Seccomp": "2",
 		}},
 		{name: "unconfined user", user: "65534", sec: ocirt.Security{Seccomp: "unconfined"}, want: map[string]string{
