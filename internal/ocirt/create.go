@@ -38,37 +38,47 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 	if len(s.Args) == 0 {
 		return nil, fmt.Errorf("container %s: no command given and the image has none", s.ID)
 	}
+	wrap := func(err error) error { return fmt.Errorf("container %s: %w", s.ID, err) }
+	// what needs no container is checked before anything is made
+	if err := checkMounts(s.Mounts); err != nil {
+		return nil, wrap(err)
+	}
+	if _, err := capabilities(s.Security); err != nil {
+		return nil, wrap(err)
+	}
+	if _, err := sysctls(s); err != nil {
+		return nil, wrap(err)
+	}
 	p := r.paths(s.ID)
 	if err := os.Mkdir(p.dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("container %s already exists", s.ID)
 		}
-		return nil, fmt.Errorf("container %s: %w", s.ID, err)
+		return nil, wrap(err)
 	}
 	defer func() {
 		if err != nil {
-			for _, m := range []string{p.rootfs(), p.shm(), p.ipcns()} {
+			for _, m := range p.mounts() {
 				unmount(m)
 			}
 			os.RemoveAll(p.dir)
+			os.RemoveAll(p.data)
 		}
 	}()
-	wrap := func(err error) error { return fmt.Errorf("container %s: %w", s.ID, err) }
+	if err := os.Mkdir(p.data, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			// a layer left behind (a reboot emptied the run directory)
+			err = fmt.Errorf("a writable layer %s is left from an earlier container with this id; remove it (Prune)", p.data)
+			p.data = "" // not ours to remove
+		}
+		return nil, wrap(err)
+	}
 
 	if err := mountRootfs(p, s); err != nil {
 		return nil, wrap(err)
 	}
 	if err := writeEtcFiles(p, s.EtcFiles); err != nil {
 		return nil, wrap(err)
-	}
-	for _, m := range s.Mounts {
-		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
-			return nil, wrap(fmt.Errorf("volume %s:%s: both paths must be absolute", m.Source, m.Destination))
-		}
-		// like Docker, a missing host directory is created
-		if err := os.MkdirAll(m.Source, 0o755); err != nil && !errors.Is(err, unix.ENOTDIR) {
-			return nil, wrap(fmt.Errorf("volume %s: %w", m.Source, err))
-		}
 	}
 	ipcPath, shm, err := r.setupIPC(p, s.IPC)
 	if err != nil {
@@ -78,6 +88,20 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err != nil {
 		return nil, wrap(err)
 	}
+	if err := makeMountPoints(p.rootfs(), spec.Mounts); err != nil {
+		return nil, wrap(err)
+	}
+	for _, m := range s.Mounts {
+		// like Docker, a missing host directory is created
+		if err := os.MkdirAll(m.Source, 0o755); err != nil && !errors.Is(err, unix.ENOTDIR) {
+			return nil, wrap(fmt.Errorf("volume %s: %w", m.Source, err))
+		}
+	}
+	if s.Image.HostRoot && isMountpoint(p.stubs()) {
+		if err := sealRootfs(p); err != nil {
+			return nil, wrap(err)
+		}
+	}
 	if err := writeJSON(filepath.Join(p.dir, "config.json"), spec); err != nil {
 		return nil, wrap(err)
 	}
@@ -86,45 +110,6 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 		return nil, wrap(err)
 	}
 	return &Container{ID: s.ID, r: r, p: p, meta: m}, nil
-}
-
-func mountRootfs(p *paths, s Spec) error {
-	if err := os.Mkdir(p.rootfs(), 0o755); err != nil {
-		return err
-	}
-	if s.Image.HostRoot {
-		// not recursive: the host's other mounts (/run, other containers'
-		// roots, ...) stay out of sight
-		if err := unix.Mount("/", p.rootfs(), "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind host root: %w", err)
-		}
-		if err := unix.Mount("", p.rootfs(), "", unix.MS_PRIVATE, ""); err != nil {
-			return fmt.Errorf("host root: make private: %w", err)
-		}
-		if err := unix.Mount("", p.rootfs(), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("host root: make read-only: %w", err)
-		}
-		return nil
-	}
-	if len(s.Image.Layers) == 0 {
-		return errors.New("image has no layers")
-	}
-	for _, d := range []string{p.upper(), p.work()} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Image.Layers, ":"), p.upper(), p.work())
-	if len(opts) >= os.Getpagesize() {
-		return fmt.Errorf("overlay options for %d layers exceed a page (%d bytes); use a shorter state path", len(s.Image.Layers), len(opts))
-	}
-	if err := unix.Mount("overlay", p.rootfs(), "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount overlay root: %w", err)
-	}
-	if err := unix.Mount("", p.rootfs(), "", unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("overlay root: make private: %w", err)
-	}
-	return nil
 }
 
 func writeEtcFiles(p *paths, files map[string][]byte) error {

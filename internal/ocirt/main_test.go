@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/ctnet/ctnet/internal/image"
 	"github.com/ctnet/ctnet/internal/image/imagetest"
@@ -21,21 +26,67 @@ const nsEnv = "CTNET_RT_TEST_PRIVATE_MNT"
 
 // TestMain runs the monitor or the in-container helper when asked to, and
 // otherwise re-executes the tests in a private mount namespace so that no
-// overlay, bind or nsfs mount of theirs reaches the machine's.
+// overlay, bind or nsfs mount of theirs reaches the machine's, and in a
+// network namespace of their own, so that a container on the "host"
+// network (NetNSPath "") shares a throwaway namespace, never the machine's.
 func TestMain(m *testing.M) {
 	ocirt.MaybeRunMonitor()
 	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
 		self, err := os.Executable()
 		if err == nil {
 			if unshare, err := lookPath("unshare"); err == nil {
-				args := append([]string{"unshare", "--mount", "--propagation", "private", "--", self}, os.Args[1:]...)
+				args := append([]string{"unshare", "--mount", "--propagation", "private", "--net", "--", self}, os.Args[1:]...)
 				err = syscall.Exec(unshare, args, append(os.Environ(), nsEnv+"=1"))
 				fmt.Fprintln(os.Stderr, "re-exec in a private mount namespace:", err)
 				os.Exit(1)
 			}
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if helpers.dir != "" {
+		os.RemoveAll(helpers.dir)
+	}
+	os.Exit(code)
+}
+
+// helpers are the static programs of testdata/, built once per test binary.
+var helpers struct {
+	sync.Mutex
+	dir   string
+	built map[string]error
+}
+
+// helperDir builds testdata/<name> (CGO_ENABLED=0) and returns a directory
+// holding only that binary, to be mounted into containers.
+func helperDir(t *testing.T, name string) string {
+	t.Helper()
+	helpers.Lock()
+	defer helpers.Unlock()
+	if helpers.dir == "" {
+		d, err := os.MkdirTemp("", "ocirt-helpers-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		helpers.dir, helpers.built = d, map[string]error{}
+	}
+	dir := filepath.Join(helpers.dir, name)
+	err, done := helpers.built[name]
+	if !done {
+		gobin, lerr := exec.LookPath("go")
+		if lerr != nil {
+			t.Skip("needs the go command to build the static in-container helpers")
+		}
+		build := exec.Command(gobin, "build", "-o", filepath.Join(dir, name), "./testdata/"+name)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, berr := build.CombinedOutput(); berr != nil {
+			err = fmt.Errorf("build helper %s: %s %v", name, out, berr)
+		}
+		helpers.built[name] = err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func lookPath(name string) (string, error) {
@@ -68,7 +119,7 @@ func newEnv(t *testing.T, binary string) *env {
 	t.Helper()
 	needRoot(t)
 	dir := t.TempDir()
-	rt, err := ocirt.New(binary, filepath.Join(dir, "run"))
+	rt, err := ocirt.New(binary, filepath.Join(dir, "run"), filepath.Join(dir, "data"))
 	if err != nil {
 		t.Skip(err)
 	}
@@ -120,13 +171,42 @@ func (e *env) create(t *testing.T, s ocirt.Spec) *ocirt.Container {
 // run creates and runs a container in the foreground.
 func (e *env) run(t *testing.T, s ocirt.Spec) (stdout, stderr string, code int) {
 	t.Helper()
-	c := e.create(t, s)
-	var o, er bytes.Buffer
-	code, err := c.Run(context.Background(), nil, &o, &er)
+	stdout, stderr, code, err := e.tryRun(t, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return o.String(), er.String(), code
+	return stdout, stderr, code
+}
+
+// tryRun is run for containers that may fail to start.
+func (e *env) tryRun(t *testing.T, s ocirt.Spec) (stdout, stderr string, code int, err error) {
+	t.Helper()
+	c := e.create(t, s)
+	var o, er bytes.Buffer
+	code, err = c.Run(context.Background(), nil, &o, &er)
+	return o.String(), er.String(), code, err
+}
+
+// loUp sets lo up in the test's network namespace (runc leaves it down).
+func loUp(t *testing.T, pin string) {
+	t.Helper()
+	ns, err := netns.GetFromPath(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("lo up in %s: %v", pin, err)
+	}
 }
 
 func (e *env) start(t *testing.T, s ocirt.Spec) {

@@ -21,38 +21,25 @@ import (
 // (128+signal when killed). With Tty, stdin and stdout must be the caller's
 // terminal (*os.File): the OCI runtime puts it in raw mode and relays the
 // container's pty, window size changes included. Cancelling ctx sends
-// SIGTERM to the container.
+// SIGTERM to the container. When the container's command cannot be
+// started the error is a *StartError whose code (127 not found, 126 not
+// executable, 125 other) is also returned and recorded as the exit code.
 func (c *Container) Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	cmd := c.r.command(context.Background(), "run", "--bundle", c.p.dir, c.ID)
-	if c.meta.Interactive || c.meta.Tty {
-		cmd.Stdin = stdin
-	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := writeStatus(c.p, statusFile{StartedAt: time.Now().UTC()}); err != nil {
 		return -1, fmt.Errorf("container %s: %w", c.ID, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	// the OCI runtime forwards signals it gets to the container
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGTERM) })
-	defer stop()
-	err := cmd.Wait()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = exitCode(ee.ProcessState.Sys().(syscall.WaitStatus))
-	default:
-		return -1, fmt.Errorf("container %s: %w", c.ID, err)
+	code, err := c.r.foreground(ctx, c.ID, c.p.dir, "run", []string{"--bundle", c.p.dir, c.ID},
+		c.meta.Interactive || c.meta.Tty, stdin, stdout, stderr)
+	var se *StartError
+	if err != nil && !errors.As(err, &se) {
+		return code, err
 	}
 	st, _ := readStatus(c.p)
 	st.ExitCode, st.FinishedAt = code, time.Now().UTC()
-	if err := writeStatus(c.p, st); err != nil {
-		return code, fmt.Errorf("container %s: %w", c.ID, err)
+	if werr := writeStatus(c.p, st); werr != nil && err == nil {
+		err = fmt.Errorf("container %s: %w", c.ID, werr)
 	}
-	return code, nil
+	return code, err
 }
 
 func exitCode(ws syscall.WaitStatus) int {
@@ -66,8 +53,15 @@ func exitCode(ws syscall.WaitStatus) int {
 const monitorEnv = "_CTNET_OCIRT_MONITOR"
 
 type monitorArgs struct {
-	Binary, Root, Bundle, ID string
-	OnExit                   []string `json:",omitempty"`
+	Binary, Root, Bundle, Log, ID string
+	OnExit                        []string `json:",omitempty"`
+}
+
+// monitorReport is what the monitor tells Start, as one JSON line.
+type monitorReport struct {
+	OK   bool   `json:",omitempty"`
+	Code int    `json:",omitempty"` // a StartError's; 0 for a monitor failure
+	Msg  string `json:",omitempty"`
 }
 
 // Start runs the container detached: a monitor process (this binary
@@ -79,7 +73,7 @@ func (c *Container) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("container %s: find own binary for the monitor: %w", c.ID, err)
 	}
-	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: filepath.Join(c.r.stateDir, "runc"), Bundle: c.p.dir, ID: c.ID, OnExit: c.meta.OnExit})
+	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: c.r.ociRoot(), Bundle: c.p.dir, Log: c.p.log(), ID: c.ID, OnExit: c.meta.OnExit})
 	if err != nil {
 		return err
 	}
@@ -123,13 +117,18 @@ func (c *Container) Start(ctx context.Context) error {
 	}
 	go cmd.Wait() // reap it if it ends while we still run; otherwise init does
 	reply, _ := io.ReadAll(pr)
-	if msg := strings.TrimSpace(string(reply)); msg != "ok" {
-		if msg == "" {
-			msg = "monitor exited without starting it (see monitor.log)"
-		}
-		return fmt.Errorf("container %s: start: %s", c.ID, msg)
+	var rep monitorReport
+	if err := json.Unmarshal(reply, &rep); err != nil {
+		return fmt.Errorf("container %s: start: the monitor exited without starting it (see %s)", c.ID, filepath.Join(c.p.dir, "monitor.log"))
 	}
-	return nil
+	switch {
+	case rep.OK:
+		return nil
+	case rep.Code != 0:
+		return &StartError{ID: c.ID, Code: rep.Code, Msg: rep.Msg}
+	default:
+		return fmt.Errorf("container %s: start: %s", c.ID, rep.Msg)
+	}
 }
 
 // MaybeRunMonitor must be called first thing in main (and in TestMain of
@@ -147,8 +146,12 @@ func MaybeRunMonitor() {
 
 func runMonitor(arg string) int {
 	report := os.NewFile(3, "report")
+	send := func(r monitorReport) {
+		b, _ := json.Marshal(r)
+		report.Write(append(b, '\n'))
+	}
 	fail := func(err error) int {
-		fmt.Fprintln(report, err)
+		send(monitorReport{Msg: err.Error()})
 		fmt.Fprintln(os.Stderr, "monitor:", err)
 		return 1
 	}
@@ -161,23 +164,32 @@ func runMonitor(arg string) int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail(fmt.Errorf("become subreaper: %w", err))
 	}
-	logf, err := os.OpenFile(p.log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	logf, err := os.OpenFile(a.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fail(err)
 	}
 	logStart, _ := logf.Seek(0, io.SeekEnd)
 	pidFile := filepath.Join(a.Bundle, "init.pid")
-	cmd := exec.Command(a.Binary, "--root", a.Root, "run", "--detach", "--bundle", a.Bundle, "--pid-file", pidFile, a.ID)
+	runtimeLog := filepath.Join(a.Bundle, "runtime.log")
+	cmd := exec.Command(a.Binary, "--root", a.Root, "--log", runtimeLog, "--log-format", "json",
+		"run", "--detach", "--bundle", a.Bundle, "--pid-file", pidFile, a.ID)
 	cmd.Stdout, cmd.Stderr = logf, logf // the container inherits these
 	started := time.Now().UTC()
 	if err := cmd.Run(); err != nil {
-		// the runtime's own complaint went to the log: move it to the error
-		msg, _ := os.ReadFile(p.log())
-		if int64(len(msg)) >= logStart {
-			msg = msg[logStart:]
-		}
+		// the runtime repeats its reason on stderr, the container's log:
+		// take it out, and report it from the runtime's own log
 		logf.Truncate(logStart)
-		return fail(fmt.Errorf("%s run: %s: %w", filepath.Base(a.Binary), strings.TrimSpace(string(msg)), err))
+		msg := runtimeLogMessage(runtimeLog)
+		if msg == "" {
+			return fail(fmt.Errorf("%s run: %w", filepath.Base(a.Binary), err))
+		}
+		se := startError(a.ID, msg)
+		st := statusFile{ExitCode: se.Code, FinishedAt: time.Now().UTC()}
+		if err := writeStatus(p, st); err != nil {
+			fmt.Fprintln(os.Stderr, "monitor:", err)
+		}
+		send(monitorReport{Code: se.Code, Msg: se.Msg})
+		return 1
 	}
 	logf.Close()
 	b, err := os.ReadFile(pidFile)
@@ -192,7 +204,7 @@ func runMonitor(arg string) int {
 	if err := writeStatus(p, st); err != nil {
 		return fail(err)
 	}
-	fmt.Fprintln(report, "ok")
+	send(monitorReport{OK: true})
 	report.Close()
 
 	var ws unix.WaitStatus
@@ -237,11 +249,15 @@ type ExecSpec struct {
 	Args             []string
 	Env              []string // added to the container's environment
 	Tty, Interactive bool
-	WorkDir, User    string // "" keeps the container's; User is "uid[:gid]"
+	// WorkDir and User ("uid[:gid]" or names from the container's
+	// /etc/passwd and /etc/group) override the container's when set.
+	WorkDir, User string
 }
 
 // Exec runs a process in a running container in the foreground and returns
 // its exit code. With Tty, stdin and stdout must be the caller's terminal.
+// A command that cannot be started is a *StartError (127, 126 or 125), its
+// code also returned.
 func (r *Runtime) Exec(ctx context.Context, id string, e ExecSpec, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	st, err := r.State(id)
 	if err != nil {
@@ -253,7 +269,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, e ExecSpec, stdin io.Read
 	if len(e.Args) == 0 {
 		return -1, fmt.Errorf("container %s: exec: no command", id)
 	}
-	args := []string{"exec"}
+	var args []string
 	if e.Tty {
 		args = append(args, "--tty")
 		if !hasEnv(e.Env, "TERM") {
@@ -267,28 +283,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, e ExecSpec, stdin io.Read
 		args = append(args, "--cwd", e.WorkDir)
 	}
 	if e.User != "" {
-		args = append(args, "--user", e.User)
+		// the names are the container's: look them up through its own root
+		u, err := resolveUser(fmt.Sprintf("/proc/%d/root", st.Pid), e.User)
+		if err != nil {
+			return -1, fmt.Errorf("container %s: exec: %w", id, err)
+		}
+		args = append(args, "--user", fmt.Sprintf("%d:%d", u.UID, u.GID))
+		for _, g := range u.AdditionalGids {
+			args = append(args, "--additional-gids", strconv.FormatUint(uint64(g), 10))
+		}
 	}
 	args = append(args, id)
 	args = append(args, e.Args...)
-	cmd := r.command(context.Background(), args...)
-	if e.Interactive || e.Tty {
-		cmd.Stdin = stdin
-	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("container %s: exec: %w", id, err)
-	}
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGTERM) })
-	defer stop()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.As(err, &ee):
-		return exitCode(ee.ProcessState.Sys().(syscall.WaitStatus)), nil
-	default:
-		return -1, fmt.Errorf("container %s: exec: %w", id, err)
-	}
+	return r.foreground(ctx, id, r.paths(id).dir, "exec", args, e.Interactive || e.Tty, stdin, stdout, stderr)
 }

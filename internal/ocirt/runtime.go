@@ -28,20 +28,28 @@ var ErrNotRunning = errors.New("container is not running")
 // ErrNotFound is wrapped when no container has the id.
 var ErrNotFound = errors.New("no such container")
 
-// Runtime runs containers with one OCI runtime binary, keeping their bundles
-// and state under one directory:
+// Runtime runs containers with one OCI runtime binary. What a container
+// writes (its root's writable layer, its log) lives on disk under dataDir;
+// runtime facts that die with a reboot live under runDir (a tmpfs such as
+// /run), so one container filling its / fills neither /run nor the others:
 //
-//	<state>/runc/           the OCI runtime's own --root
-//	<state>/<id>/           bundle: config.json, rootfs/, upper/, work/,
+//	<runDir>/runc/          the OCI runtime's own --root
+//	<runDir>/<id>/          bundle: config.json, rootfs/ (mount point),
 //	                        etc/ (hosts, hostname, resolv.conf), status.json,
-//	                        container.log, and ipcns + shm/ when shareable
+//	                        ipcns + shm/ when shareable, stubs/ (a small tmpfs
+//	                        with the mount points the host image lacks)
+//	<dataDir>/<id>/         upper/, work/ (the overlay's writable layer) and
+//	                        container.log
 type Runtime struct {
-	Binary   string // path of runc or crun
-	stateDir string
+	Binary  string // path of runc or crun
+	runDir  string
+	dataDir string
 }
 
-// New finds binary ("runc", "crun" or a path) and prepares stateDir.
-func New(binary, stateDir string) (*Runtime, error) {
+// New finds binary ("runc", "crun" or a path) and prepares its two
+// directories: runDir for runtime state (tmpfs is best) and dataDir, on
+// disk, for what containers write.
+func New(binary, runDir, dataDir string) (*Runtime, error) {
 	if binary == "" {
 		binary = "runc"
 	}
@@ -49,31 +57,53 @@ func New(binary, stateDir string) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime %q not found in PATH; install it (apt-get install %s) or pass --runtime", binary, filepath.Base(binary))
 	}
-	if err := os.MkdirAll(filepath.Join(stateDir, "runc"), 0o700); err != nil {
-		return nil, fmt.Errorf("runtime state dir %s: %w", stateDir, err)
+	if runDir == "" || dataDir == "" {
+		return nil, errors.New("runtime: both a run directory and a data directory are needed")
 	}
-	abs, err := filepath.Abs(stateDir)
-	if err != nil {
-		return nil, fmt.Errorf("runtime state dir %s: %w", stateDir, err)
+	r := &Runtime{Binary: path}
+	for _, d := range []struct {
+		dst  *string
+		path string
+	}{{&r.runDir, runDir}, {&r.dataDir, dataDir}} {
+		abs, err := filepath.Abs(d.path)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o700)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("runtime state dir %s: %w", d.path, err)
+		}
+		*d.dst = abs
 	}
-	return &Runtime{Binary: path, stateDir: abs}, nil
+	if r.runDir == r.dataDir {
+		return nil, fmt.Errorf("runtime: the run directory and the data directory are both %s; give two", r.runDir)
+	}
+	if err := os.MkdirAll(filepath.Join(r.runDir, "runc"), 0o700); err != nil {
+		return nil, fmt.Errorf("runtime state dir %s: %w", runDir, err)
+	}
+	return r, nil
 }
 
-type paths struct{ dir string }
+type paths struct{ dir, data string }
 
-func (r *Runtime) paths(id string) *paths { return &paths{filepath.Join(r.stateDir, id)} }
+func (r *Runtime) paths(id string) *paths {
+	return &paths{filepath.Join(r.runDir, id), filepath.Join(r.dataDir, id)}
+}
 
 func (p *paths) rootfs() string { return filepath.Join(p.dir, "rootfs") }
-func (p *paths) upper() string  { return filepath.Join(p.dir, "upper") }
-func (p *paths) work() string   { return filepath.Join(p.dir, "work") }
+func (p *paths) stubs() string  { return filepath.Join(p.dir, "stubs") }
+func (p *paths) upper() string  { return filepath.Join(p.data, "upper") }
+func (p *paths) work() string   { return filepath.Join(p.data, "work") }
 func (p *paths) status() string { return filepath.Join(p.dir, "status.json") }
 func (p *paths) meta() string   { return filepath.Join(p.dir, "container.json") }
-func (p *paths) log() string    { return filepath.Join(p.dir, "container.log") }
+func (p *paths) log() string    { return filepath.Join(p.data, "container.log") }
 func (p *paths) ipcns() string  { return filepath.Join(p.dir, "ipcns") }
 func (p *paths) shm() string    { return filepath.Join(p.dir, "shm") }
 func (p *paths) etcFile(dst string) string {
 	return filepath.Join(p.dir, "etc", strings.ReplaceAll(strings.TrimPrefix(filepath.Clean(dst), "/"), "/", "_"))
 }
+
+// mounts are what Create may have mounted, in the order to take them off.
+func (p *paths) mounts() []string { return []string{p.rootfs(), p.stubs(), p.shm(), p.ipcns()} }
 
 // LogPath is the file a detached container's stdout and stderr go to.
 func (r *Runtime) LogPath(id string) string { return r.paths(id).log() }
@@ -178,20 +208,68 @@ func (r *Runtime) State(id string) (Status, error) {
 	return out, nil
 }
 
-// List returns the ids of all containers in the state directory.
-func (r *Runtime) List() ([]string, error) {
-	ents, err := os.ReadDir(r.stateDir)
+// List returns the ids of all containers with a bundle in the run
+// directory.
+func (r *Runtime) List() ([]string, error) { return listIDs(r.runDir) }
+
+func listIDs(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("runtime state dir %s: %w", r.stateDir, err)
+		return nil, fmt.Errorf("runtime state dir %s: %w", dir, err)
 	}
 	var ids []string
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != "runc" {
+		if e.IsDir() && e.Name() != "runc" && validID.MatchString(e.Name()) {
 			ids = append(ids, e.Name())
 		}
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// Leftovers returns the ids that have a bundle in the run directory or a
+// writable layer in the data directory and that live rejects. After a
+// reboot the run directory is empty but the layers on disk remain: the
+// caller's reconcile passes the containers it still knows.
+func (r *Runtime) Leftovers(live func(id string) bool) ([]string, error) {
+	seen := map[string]bool{}
+	for _, dir := range []string{r.runDir, r.dataDir} {
+		ids, err := listIDs(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if !live(id) {
+				seen[id] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Prune deletes every leftover (see Leftovers), killing any that still
+// runs, and returns the ids it removed. It goes on past a failure and
+// reports all of them.
+func (r *Runtime) Prune(live func(id string) bool) ([]string, error) {
+	ids, err := r.Leftovers(live)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, id := range ids {
+		if err := r.Delete(id, true); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, id)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // Kill sends sig to the container's init process.
@@ -207,7 +285,7 @@ func (r *Runtime) Kill(id string, sig syscall.Signal) error {
 		if bytes.Contains(out, []byte("not running")) {
 			return fmt.Errorf("container %s: %w", id, ErrNotRunning) // it ended meanwhile
 		}
-		return fmt.Errorf("container %s: kill %v: %s: %w", id, sig, bytes.TrimSpace(out), err)
+		return fmt.Errorf("container %s: kill %v: %s: %w", id, sig, runtimeMessage(out), err)
 	}
 	return nil
 }
@@ -302,15 +380,18 @@ func (r *Runtime) Delete(id string, force bool) error {
 		}
 	}
 	if out, err := r.command(context.Background(), "delete", "--force", id).CombinedOutput(); err != nil && !notExist(out) {
-		return fmt.Errorf("container %s: %s delete: %s: %w", id, filepath.Base(r.Binary), bytes.TrimSpace(out), err)
+		return fmt.Errorf("container %s: %s delete: %s: %w", id, filepath.Base(r.Binary), runtimeMessage(out), err)
 	}
-	for _, m := range []string{p.rootfs(), p.shm(), p.ipcns()} {
+	for _, m := range p.mounts() {
 		if err := unmount(m); err != nil {
 			return fmt.Errorf("container %s: %w", id, err)
 		}
 	}
 	if err := os.RemoveAll(p.dir); err != nil {
 		return fmt.Errorf("container %s: remove bundle: %w", id, err)
+	}
+	if err := os.RemoveAll(p.data); err != nil {
+		return fmt.Errorf("container %s: remove writable layer: %w", id, err)
 	}
 	return nil
 }
@@ -336,14 +417,18 @@ func notExist(out []byte) bool {
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+func (r *Runtime) ociRoot() string { return filepath.Join(r.runDir, "runc") }
+
+// command runs the OCI runtime with its log in JSON, so that its messages
+// can be told from other output and quoted without their log formatting.
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, r.Binary, append([]string{"--root", filepath.Join(r.stateDir, "runc")}, args...)...)
+	return exec.CommandContext(ctx, r.Binary, append([]string{"--root", r.ociRoot(), "--log-format", "json"}, args...)...)
 }
 
 func runErr(err error) error {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return fmt.Errorf("%s: %w", bytes.TrimSpace(ee.Stderr), err)
+		return fmt.Errorf("%s: %w", runtimeMessage(ee.Stderr), err)
 	}
 	return err
 }

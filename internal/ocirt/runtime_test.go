@@ -23,9 +23,21 @@ import (
 )
 
 func TestNewMissingBinary(t *testing.T) {
-	_, err := ocirt.New("rt-no-such-runtime", t.TempDir())
+	_, err := ocirt.New("rt-no-such-runtime", t.TempDir(), t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), `runtime "rt-no-such-runtime" not found in PATH; install it`) {
 		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestNewNeedsTwoDirectories(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc not installed")
+	}
+	dir := t.TempDir()
+	for _, dirs := range [][2]string{{dir, dir}, {dir, dir + "/."}, {"", dir}, {dir, ""}} {
+		if _, err := ocirt.New("runc", dirs[0], dirs[1]); err == nil {
+			t.Errorf("New(%q, %q) accepted", dirs[0], dirs[1])
+		}
 	}
 }
 
@@ -48,11 +60,16 @@ func TestRunForeground(t *testing.T) {
 			} {
 				s := e.spec(t, tc.args...)
 				s.Hostname = "box"
-				out, errOut, code := e.run(t, s)
-				if strings.Contains(errOut, "cgroups in hybrid mode not supported") {
+				var o, er bytes.Buffer
+				code, err := e.create(t, s).Run(context.Background(), nil, &o, &er)
+				if err != nil && strings.Contains(err.Error(), "cgroups in hybrid mode not supported") {
 					// crun 1.8 refuses a cgroup v1/v2 hybrid with controllers on v2
-					t.Skipf("%s cannot run on this machine's cgroup layout: %s", binary, errOut)
+					t.Skipf("%s cannot run on this machine's cgroup layout: %v", binary, err)
 				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, errOut := o.String(), er.String()
 				if out != tc.stdout || errOut != tc.stderr || code != tc.code {
 					t.Errorf("%q: stdout %q stderr %q code %d; want %q %q %d", tc.args, out, errOut, code, tc.stdout, tc.stderr, tc.code)
 				}
@@ -238,16 +255,7 @@ func TestCreateUndo(t *testing.T) {
 
 func TestUnixSocketBetweenContainers(t *testing.T) {
 	e := newEnv(t, "runc")
-	bin := filepath.Join(e.dir, "helper")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command to build the static in-container helper")
-	}
-	build := exec.Command(gobin, "build", "-o", filepath.Join(bin, "helper"), "./testdata/unixsock")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build helper: %s %v", out, err)
-	}
+	bin := helperDir(t, "unixsock")
 	shared := filepath.Join(e.dir, "shared")
 	os.MkdirAll(shared, 0o755)
 	if err := syscall.Mkfifo(filepath.Join(shared, "ready"), 0o600); err != nil {
@@ -255,14 +263,14 @@ func TestUnixSocketBetweenContainers(t *testing.T) {
 	}
 	vols := []ocirt.Mount{{Source: shared, Destination: "/shared"}, {Source: bin, Destination: "/helper", ReadOnly: true}}
 
-	a := e.spec(t, "/helper/helper", "listen:/shared/sock:/shared/ready")
+	a := e.spec(t, "/helper/unixsock", "listen:/shared/sock:/shared/ready")
 	a.Mounts = vols
 	e.start(t, a)
 	// opening the FIFO blocks until the listener has bound its socket
 	if b, err := os.ReadFile(filepath.Join(shared, "ready")); err != nil || string(b) != "ready\n" {
 		t.Fatalf("listener readiness: %q, %v", b, err)
 	}
-	b := e.spec(t, "/helper/helper", "send:/shared/sock:hello")
+	b := e.spec(t, "/helper/unixsock", "send:/shared/sock:hello")
 	b.Mounts = vols
 	b.NetNSPath = newNetNS(t, t.TempDir()) // another network: only the socket file connects them
 	out, errOut, code := e.run(t, b)

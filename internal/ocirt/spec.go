@@ -1,11 +1,6 @@
 package ocirt
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -46,9 +41,19 @@ type Spec struct {
 	// WorkDir and User override the image's ("uid[:gid]" or names from the
 	// image's /etc/passwd and /etc/group).
 	WorkDir, User string
+	// Security is --privileged, --cap-add/--cap-drop and --security-opt.
+	Security Security
+	// Sysctls are --sysctl K=V, on top of Docker's defaults for a container
+	// with its own network namespace (unprivileged ports from 0, ping for
+	// every group). Only namespaced sysctls are accepted.
+	Sysctls map[string]string
 }
 
-// Mount is a bind mount from the host into the container.
+// Mount is a bind mount from the host into the container. As with Docker,
+// a missing source is created on the host as a directory, and a missing
+// destination in the container as a directory, or an empty file when the
+// source is not a directory (in the writable layer; for the read-only host
+// image in a layer of its own, never on the host).
 type Mount struct {
 	Source, Destination string
 	ReadOnly            bool
@@ -62,13 +67,6 @@ func ResolveArgs(cfg image.Config, cmd []string) []string {
 		return append(args, cmd...)
 	}
 	return append(args, cfg.Cmd...)
-}
-
-// Docker's default capability set.
-var defaultCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
 var maskedPaths = []string{
@@ -86,7 +84,15 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // ipcPath is the IPC namespace to join ("" for a new one, "-" for the host's).
 func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, error) {
 	cfg := s.Image.Config
-	uid, gid, err := resolveUser(rootfs, firstNonEmpty(s.User, cfg.User))
+	user, err := resolveUser(rootfs, firstNonEmpty(s.User, cfg.User))
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capabilities(s.Security)
+	if err != nil {
+		return nil, err
+	}
+	sysctl, err := sysctls(s)
 	if err != nil {
 		return nil, err
 	}
@@ -105,24 +111,31 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 	if s.Tty && !hasEnv(env, "TERM") {
 		env = append(env, "TERM=xterm")
 	}
-	caps := append([]string{}, defaultCaps...)
 	proc := &specs.Process{
-		Terminal: s.Tty,
-		User:     specs.User{UID: uid, GID: gid},
-		Args:     s.Args,
-		Env:      env,
-		Cwd:      firstNonEmpty(s.WorkDir, cfg.WorkingDir, "/"),
-		Capabilities: &specs.LinuxCapabilities{
-			Bounding: caps, Effective: caps, Permitted: caps,
-		},
+		Terminal:        s.Tty,
+		User:            user,
+		Args:            s.Args,
+		Env:             env,
+		Cwd:             firstNonEmpty(s.WorkDir, cfg.WorkingDir, "/"),
+		NoNewPrivileges: s.Security.NoNewPrivileges,
+		// as Docker: a user other than root starts with the capabilities
+		// in its bounding set only, as execve of a non-root user would
+		Capabilities: &specs.LinuxCapabilities{Bounding: caps},
+	}
+	if user.UID == 0 {
+		proc.Capabilities.Effective, proc.Capabilities.Permitted = caps, caps
+	}
+	sysOpts, cgroupOpts := []string{"nosuid", "noexec", "nodev", "ro"}, []string{"ro", "nosuid", "noexec", "nodev"}
+	if s.Security.Privileged {
+		sysOpts, cgroupOpts = sysOpts[:3], cgroupOpts[1:]
 	}
 
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: cgroupOpts},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 	}
 	if shmSource != "" {
@@ -151,7 +164,7 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 	if s.NetNSPath != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: s.NetNSPath})
 	}
-	return &specs.Spec{
+	spec := &specs.Spec{
 		Version:     "1.0.2",
 		Process:     proc,
 		Root:        &specs.Root{Path: rootfs, Readonly: s.Image.HostRoot},
@@ -166,64 +179,21 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 			},
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
+			Sysctl:        sysctl,
 		},
-	}, nil
-}
-
-// resolveUser turns "uid[:gid]" or "name[:group]" into ids, looking names up
-// in the container's /etc/passwd and /etc/group like Docker.
-func resolveUser(rootfs, user string) (uint32, uint32, error) {
-	if user == "" {
-		return 0, 0, nil
 	}
-	u, g, hasGroup := strings.Cut(user, ":")
-	uid, gid, err := lookupID(filepath.Join(rootfs, "etc/passwd"), u, true)
-	if err != nil {
-		return 0, 0, fmt.Errorf("user %q: %w", user, err)
-	}
-	if hasGroup {
-		if gid, _, err = lookupID(filepath.Join(rootfs, "etc/group"), g, false); err != nil {
-			return 0, 0, fmt.Errorf("user %q: group: %w", user, err)
+	if s.Security.Privileged {
+		l := spec.Linux
+		l.MaskedPaths, l.ReadonlyPaths = nil, nil
+		l.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		if l.Devices, err = hostDevices(); err != nil {
+			return nil, err
 		}
 	}
-	return uid, gid, nil
-}
-
-// lookupID finds name (or a number) in a passwd/group file; for passwd the
-// second result is the user's primary group.
-func lookupID(file, name string, passwd bool) (uint32, uint32, error) {
-	n, numErr := strconv.ParseUint(name, 10, 32)
-	f, err := os.Open(file)
-	if err != nil {
-		if numErr == nil {
-			return uint32(n), 0, nil
-		}
-		return 0, 0, fmt.Errorf("no %s to look %q up in", file, name)
+	if spec.Linux.Seccomp, err = seccompProfile(s.Security, spec); err != nil {
+		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) < 3 {
-			continue
-		}
-		if fields[0] != name && (numErr != nil || fields[2] != name) {
-			continue
-		}
-		id, err := strconv.ParseUint(fields[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		var primary uint64
-		if passwd && len(fields) > 3 {
-			primary, _ = strconv.ParseUint(fields[3], 10, 32)
-		}
-		return uint32(id), uint32(primary), nil
-	}
-	if numErr == nil {
-		return uint32(n), 0, nil
-	}
-	return 0, 0, fmt.Errorf("%q not found in %s", name, file)
+	return spec, nil
 }
 
 func mergeEnv(base, over []string) []string {
