@@ -600,8 +600,17 @@ func TestRebootRecreatesNetworks(t *testing.T) {
 			t.Errorf("network %s lists endpoints after the reboot: %+v", n.Name, n.Containers)
 		}
 	}
+	// Containers' writable layers are on disk, under the root: the first
+	// reconcile removes those of the containers the reboot ended.
+	o, e, err = b.Ctnet("system", "reconcile")
+	if err != nil || e != "" || strings.Count(o, "removed the bundle of container ") != 3 || strings.Count(o, "\n") != 3 {
+		t.Errorf("reconcile after the reboot: err=%v, printed:\n%s%s\nwant the bundles of one, two and three removed", err, o, e)
+	}
 	if o, e, err := b.Ctnet("system", "reconcile"); err != nil || o+e != "" {
-		t.Errorf("reconcile after the reboot: err=%v, printed:\n%s%s", err, o, e)
+		t.Errorf("second reconcile after the reboot: err=%v, printed:\n%s%s", err, o, e)
+	}
+	if left := b.Host.MustRun("find", filepath.Join(b.Root, "containers"), "-mindepth", "1", "-maxdepth", "1"); left != "" {
+		t.Errorf("writable layers left on disk after the reboot and reconcile:\n%s", left)
 	}
 	assertClean(t, b, "ctnet0")
 

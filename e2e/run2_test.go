@@ -149,3 +149,63 @@ func TestInteractiveTerminal(t *testing.T) {
 		t.Errorf("exit status %d (%v), want 7", cmd.ProcessState.ExitCode(), err)
 	}
 }
+
+// run and exec exit as Docker's do, with one-line messages, and containers
+// get Docker's isolation: default capabilities, seccomp, no_new_privs on
+// request, and the unprivileged-port and ping sysctls.
+func TestRunExitStatusesAndSecurity(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	status := func(args ...string) (int, string) {
+		t.Helper()
+		cmd := s.Host.Command(sandbox.Binary(t), args...)
+		cmd.Env = s.Env()
+		var e strings.Builder
+		cmd.Stderr = &e
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), e.String()
+	}
+	s.MustCtnet("run", "-d", "--name", "up", "busybox", "sleep", "600")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"run", "--rm", "busybox", "nosuch"}, 127, `exec: "nosuch": executable file not found in $PATH`},
+		{[]string{"run", "--rm", "busybox", "/etc"}, 126, "/etc"},
+		{[]string{"run", "--rm", "busybox", "/etc/passwd"}, 126, "/etc/passwd"},
+		{[]string{"run", "--rm", "busybox", "sh", "-c", "exit 3"}, 3, ""},
+		{[]string{"run", "--rm", "--network", "nosuch", "busybox", "true"}, 125, "nosuch"},
+		{[]string{"run", "--rm", "--bogus", "busybox", "true"}, 125, "bogus"},
+		{[]string{"run", "--rm", "--sysctl", "kernel.hostname=x", "busybox", "true"}, 125, "kernel.hostname"},
+		{[]string{"run", "--rm", "--cap-add", "NOPE", "busybox", "true"}, 125, "NOPE"},
+		{[]string{"run", "--rm", "--security-opt", "seccomp=/no/such/file", "busybox", "true"}, 125, "/no/such/file"},
+		{[]string{"exec", "up", "nosuch"}, 127, `"nosuch"`},
+		{[]string{"exec", "up", "/etc"}, 126, "/etc"},
+		{[]string{"exec", "up", "sh", "-c", "exit 4"}, 4, ""},
+		{[]string{"exec", "nobody", "true"}, 1, "nobody"},
+	} {
+		code, stderr := status(c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) || (c.want != "" && (strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "Error: "))) {
+			t.Errorf("ctnet %s: exit %d, stderr %q; want %d and one line naming %q", strings.Join(c.args, " "), code, stderr, c.code, c.want)
+		}
+	}
+	// Default isolation: no new namespaces for anyone (seccomp), root's
+	// capabilities are Docker's; unconfined and privileged lift it.
+	if out, _, err := s.Ctnet("run", "--rm", "busybox", "busybox", "unshare", "-n", "true"); err == nil {
+		t.Errorf("unshare -n in a default container succeeded: %s", out)
+	}
+	s.MustCtnet("run", "--rm", "--privileged", "busybox", "busybox", "unshare", "-n", "true")
+	s.MustCtnet("run", "--rm", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "busybox", "busybox", "unshare", "-n", "true")
+	if out := s.MustCtnet("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"); !strings.Contains(out, "1") {
+		t.Errorf("no-new-privileges: %s", out)
+	}
+	if out := s.MustCtnet("run", "--rm", "busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/net/ipv4/ping_group_range"); strings.Fields(out)[0] != "0" || !strings.Contains(out, "2147483647") {
+		t.Errorf("container sysctls: %q", out)
+	}
+	if out := s.MustCtnet("run", "--rm", "--sysctl", "net.ipv4.ip_unprivileged_port_start=1000", "busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(out) != "1000" {
+		t.Errorf("--sysctl: %q", out)
+	}
+}

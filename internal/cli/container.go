@@ -25,7 +25,7 @@ func (a *app) containerCmds() []*cobra.Command {
 
 func (a *app) runCmd() *cobra.Command {
 	var s containers.RunSpec
-	var publish []string
+	var publish, sysctls []string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and run a new container from an image",
@@ -38,6 +38,9 @@ func (a *app) runCmd() *cobra.Command {
 			s.Image, s.Cmd = args[0], args[1:]
 			var err error
 			if s.Publish, err = portspec.ParseAll(publish); err != nil {
+				return err
+			}
+			if s.Sysctls, err = keyValues("--sysctl", sysctls); err != nil {
 				return err
 			}
 			s.Stdio = containers.Stdio{In: os.Stdin, Out: a.out, Err: a.errOut}
@@ -86,6 +89,11 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringVar(&s.Runtime, "runtime", "runc", "OCI runtime: runc or crun")
 	f.StringVarP(&s.WorkDir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&s.User, "user", "u", "", "user (uid[:gid] or name) inside the container")
+	f.BoolVar(&s.Privileged, "privileged", false, "every capability, no seccomp filter, the host's devices")
+	f.StringArrayVar(&s.CapAdd, "cap-add", nil, "add a Linux capability (NET_ADMIN, ALL, …)")
+	f.StringArrayVar(&s.CapDrop, "cap-drop", nil, "drop a Linux capability")
+	f.StringArrayVar(&s.SecurityOpt, "security-opt", nil, "seccomp=unconfined|FILE, no-new-privileges")
+	f.StringArrayVar(&sysctls, "sysctl", nil, "namespaced kernel parameter KEY=VALUE")
 	cmd.Flags().BoolP("help", "", false, "help for run") // -h is --hostname, as in Docker
 	return cmd
 }

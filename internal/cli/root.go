@@ -89,7 +89,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	err := cmd.Execute()
+	ran, err := cmd.ExecuteC()
 	if a.net != nil {
 		a.net.Close()
 	}
@@ -99,9 +99,25 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return ex.code
 		}
 		fmt.Fprintf(stderr, "Error: %s\n", oneLine(errdefs.Word(err, flagName)))
-		return 1
+		return failureStatus(ran, err)
 	}
 	return 0
+}
+
+// failureStatus is the exit status of a failed command, as Docker's: run
+// exits 125 when ctnet fails and 126 or 127 when the container's command
+// cannot be started; exec 126 or 127 for its command, 1 otherwise; every
+// other command 1.
+func failureStatus(cmd *cobra.Command, err error) int {
+	switch {
+	case cmd != nil && cmd.Name() == "run":
+		return containers.ExitStatus(err)
+	case cmd != nil && cmd.Name() == "exec":
+		if code := containers.ExitStatus(err); code != 125 {
+			return code
+		}
+	}
+	return 1
 }
 
 // flagName is the flag that sets a request field: -o KEY for a driver

@@ -99,7 +99,9 @@ func (m *Manager) runtimeFor(name string) (*ocirt.Runtime, error) {
 	if name == "" {
 		name = "runc"
 	}
-	return ocirt.New(name, filepath.Join(m.cfg.RunRoot, "containers"))
+	// Bundles and runtime state in the run root (tmpfs); what grows with a
+	// container's writes, on disk under the root.
+	return ocirt.New(name, filepath.Join(m.cfg.RunRoot, "containers"), filepath.Join(m.cfg.Root, "containers"))
 }
 
 func (m *Manager) pinPath(id string) string { return filepath.Join(m.cfg.RunRoot, "netns", id) }
@@ -212,7 +214,8 @@ func (m *Manager) Exec(ctx context.Context, ref string, x ExecSpec, stdio Stdio)
 		return -1, err
 	}
 	spec := ocirt.ExecSpec{Args: x.Args, Env: x.Env, Tty: x.Tty, Interactive: x.Interactive, WorkDir: x.WorkDir, User: x.User}
-	return rt.Exec(ctx, c.ID, spec, stdio.In, stdio.Out, stdio.Err)
+	code, err := rt.Exec(ctx, c.ID, spec, stdio.In, stdio.Out, stdio.Err)
+	return code, startError(c, err)
 }
 
 // Stop sends SIGTERM, then SIGKILL after timeout, and releases the network.
@@ -321,3 +324,26 @@ type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer
 }
+
+// ExitStatus is the status Docker's run and exec exit with when they fail
+// with err: 127 for a command not found, 126 for one that cannot be run,
+// 125 for a failure of ctnet itself.
+func ExitStatus(err error) int { return ocirt.ExitCode(err) }
+
+// startError words the runtime's failure to start a container's command
+// with the container's name, keeping its exit status.
+func startError(c *Container, err error) error {
+	var se *ocirt.StartError
+	if errors.As(err, &se) {
+		return &commandError{what: c.what(), code: se.Code, msg: se.Msg}
+	}
+	return err
+}
+
+type commandError struct {
+	what, msg string
+	code      int
+}
+
+func (e *commandError) Error() string { return e.what + ": " + e.msg }
+func (e *commandError) ExitCode() int { return e.code }

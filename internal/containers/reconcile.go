@@ -10,6 +10,7 @@ import (
 
 	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/network"
+	"github.com/ctnet/ctnet/internal/ocirt"
 	"github.com/ctnet/ctnet/internal/store"
 )
 
@@ -32,6 +33,15 @@ func (m *Manager) reconcile(ctx context.Context, logf func(string, ...any)) erro
 	// pins its namespace, so every pin seen here has its record in the list.
 	dir := filepath.Join(m.cfg.RunRoot, "netns")
 	entries, _ := os.ReadDir(dir)
+	// Bundles likewise: Run records a container before it creates one.
+	var rt *ocirt.Runtime
+	var bundles []string
+	if m.haveBundles() {
+		var err error
+		if rt, err = m.runtimeFor(""); err == nil {
+			bundles, _ = rt.Leftovers(func(string) bool { return false })
+		}
+	}
 	var cs []Container
 	if err := m.st.View(func(tx store.Tx) error {
 		var err error
@@ -76,6 +86,25 @@ func (m *Manager) reconcile(ctx context.Context, logf func(string, ...any)) erro
 			logf("released the network of container %s (%s): it has exited", c.Name, network.ShortID(c.ID))
 		}
 	}
+	// Bundles and writable layers no record owns: a crash before the record
+	// was written, a run root emptied by a reboot or by hand.
+	known := map[string]bool{}
+	for _, c := range cs {
+		known[c.ID] = true
+	}
+	if len(bundles) > 0 {
+		seen := map[string]bool{}
+		for _, id := range bundles {
+			seen[id] = true
+		}
+		removed, err := rt.Prune(func(id string) bool { return known[id] || !seen[id] })
+		for _, id := range removed {
+			logf("removed the bundle of container %s: no container record owns it", network.ShortID(id))
+		}
+		if err != nil {
+			return err
+		}
+	}
 	for _, de := range entries {
 		p := filepath.Join(dir, de.Name())
 		if !pins[p] {
@@ -86,4 +115,15 @@ func (m *Manager) reconcile(ctx context.Context, logf func(string, ...any)) erro
 		}
 	}
 	return nil
+}
+
+// haveBundles reports whether any container was ever made here (so that
+// looking does not create the runtime's directories).
+func (m *Manager) haveBundles() bool {
+	for _, d := range []string{m.cfg.RunRoot, m.cfg.Root} {
+		if _, err := os.Stat(filepath.Join(d, "containers")); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,11 @@ type RunSpec struct {
 	Runtime               string             // runc (default) or crun
 	WorkDir, User         string
 	Stdio                 Stdio
+	// Privileged, CapAdd, CapDrop and SecurityOpt are Docker's flags.
+	Privileged      bool
+	CapAdd, CapDrop []string
+	SecurityOpt     []string
+	Sysctls         map[string]string // --sysctl
 }
 
 // Run creates and starts a container. Without Detach it waits for the
@@ -67,6 +72,12 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	for _, d := range spec.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
 			return nil, -1, errdefs.Field("dns", fmt.Sprintf("%s %q is not an IP address", errdefs.FieldToken, d))
+		}
+	}
+	sec := ocirt.Security{Privileged: spec.Privileged, CapAdd: spec.CapAdd, CapDrop: spec.CapDrop}
+	for _, o := range spec.SecurityOpt {
+		if err := ocirt.ParseSecurityOpt(&sec, o); err != nil {
+			return nil, -1, &errdefs.Error{Kind: errdefs.Invalid, Field: "security-opt", Msg: err.Error(), Err: err}
 		}
 	}
 
@@ -199,6 +210,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		ID: c.ID, Name: c.Name, Hostname: c.Hostname, Image: img, Args: c.Args, Env: spec.Env,
 		Tty: spec.Tty, Interactive: spec.Interactive, NetNSPath: c.NetNS, IPC: ipc,
 		Mounts: mounts, EtcFiles: etc, WorkDir: spec.WorkDir, User: spec.User, OnExit: onExit,
+		Security: sec, Sysctls: spec.Sysctls,
 	})
 	if err != nil {
 		return nil, -1, fmt.Errorf("%s: %w", c.what(), err)
@@ -206,7 +218,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	crash.Point("run-create")
 	if spec.Detach {
 		if err := rc.Start(ctx); err != nil {
-			return nil, -1, fmt.Errorf("%s: %w", c.what(), err)
+			return nil, -1, startError(c, err)
 		}
 	}
 	started = true
@@ -223,6 +235,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		return c, 0, nil
 	}
 	code, err = rc.Run(ctx, spec.Stdio.In, spec.Stdio.Out, spec.Stdio.Err)
+	err = startError(c, err)
 	if cerr := m.Exited(context.WithoutCancel(ctx), c.ID); cerr != nil && err == nil {
 		err = cerr
 	}

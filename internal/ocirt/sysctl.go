@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ctnet/ctnet/internal/netx"
+	"github.com/ctnet/ctnet/internal/namespace"
 )
 
 // ipcSysctls are the kernel.* sysctls of the IPC namespace (fs.mqueue.* too).
@@ -77,7 +77,7 @@ func sysctlExists(netns, key string) bool {
 		return err == nil
 	}
 	found := false
-	err := netx.OnThrowawayThread(func() error {
+	err := namespace.OnThrowawayThread(func() error {
 		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
