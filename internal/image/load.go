@@ -461,10 +461,9 @@ func tarNames(path string) (map[string]bool, error) {
 	}
 }
 
-// extractPlain unpacks an OCI layout archive: only directories and regular
-// files, nothing outside dir.
+// extractPlain unpacks an OCI layout archive, which has no symlinks (the
+// layout reader would follow them).
 func extractPlain(archive, dir string) error {
-	// Some tar writers list only files: the layout's own folder comes first.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -473,37 +472,9 @@ func extractPlain(archive, dir string) error {
 		return err
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		rel, err := cleanEntryName(hdr.Name)
-		if err != nil {
-			return err
-		}
-		if rel == "" {
-			continue
-		}
-		target := filepath.Join(dir, rel)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg, tar.TypeRegA:
-			if err := mkdirNoSymlinks(dir, filepath.Dir(rel)); err != nil {
-				return err
-			}
-			if err := spool(target, tr); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("archive entry %q: unexpected type %q in an OCI layout", hdr.Name, hdr.Typeflag)
-		}
+	symlinks, err := extractArchive(f, dir)
+	if err == nil && symlinks {
+		err = errors.New("the archive has symlinks, which an OCI layout never needs; refused")
 	}
+	return err
 }
