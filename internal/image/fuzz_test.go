@@ -141,9 +141,13 @@ func FuzzLoad(f *testing.F) {
 		if left := tree(t, filepath.Join(dir, "tmp")); left != ". drwx------ 0" {
 			t.Fatalf("Load left work files:\n%s", left)
 		}
-		for _, n := range names {
-			if _, err := s.Get(n); err != nil {
-				t.Fatalf("Load returned %q, which Get cannot find: %v", n, err)
+		for _, l := range names {
+			ref := l.Name
+			if ref == "" {
+				ref = l.ID
+			}
+			if _, err := s.Get(ref); err != nil {
+				t.Fatalf("Load returned %q, which Get cannot find: %v", ref, err)
 			}
 		}
 	})
