@@ -60,7 +60,11 @@ func applyChanges(cfg *containerConfig, changes []string) error {
 	}
 	res, err := parser.Parse(strings.NewReader(strings.Join(changes, "\n")))
 	if err != nil {
-		return fmt.Errorf("invalid change: %s", oneLine(err.Error()))
+		var le *parser.LocationError
+		if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+			return fmt.Errorf("change %q: %s", which(le.Locations[0][0].Start.Line), oneLine(err.Error()))
+		}
+		return fmt.Errorf("invalid changes %q: %s", changes, oneLine(err.Error()))
 	}
 	lex := shell.NewLex(res.EscapeToken)
 	cmdSet := false
@@ -163,8 +167,10 @@ func applyChanges(cfg *containerConfig, changes []string) error {
 	return nil
 }
 
+// oneLine flattens BuildKit's messages, which may span lines and show the
+// end of the text as U+FFFD.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "(\uFFFD)", "(end of text)")
 }
 
 func setEnv(cfg *containerConfig, key, value string) {
@@ -254,6 +260,7 @@ func portRange(s string) (uint64, uint64, bool) {
 func parseSignal(raw string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(raw); err == nil {
 		if n <= 0 {
+			//lint:ignore ST1005 Docker's wording
 			return 0, fmt.Errorf("Invalid signal: %s", raw)
 		}
 		return unix.Signal(n), nil
@@ -285,5 +292,6 @@ func parseSignal(raw string) (unix.Signal, error) {
 			}
 		}
 	}
+	//lint:ignore ST1005 Docker's wording
 	return 0, fmt.Errorf("Invalid signal: %s", raw)
 }

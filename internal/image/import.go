@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,8 +83,12 @@ func (s *Store) ImportWith(rootfsTar io.Reader, opt ImportOptions) (Image, error
 	defer src.Close()
 	archive := filepath.Join(work, "rootfs.tar")
 	h := sha256.New()
-	if err := spool(archive, io.TeeReader(src, h)); err != nil {
+	n := &counter{}
+	if err := spool(archive, io.TeeReader(src, io.MultiWriter(h, n))); err != nil {
 		return Image{}, fmt.Errorf("import image: %w", err)
+	}
+	if n.n == 0 {
+		return Image{}, errors.New("import image: the tarball is empty; give a root filesystem tar (an empty tar archive is 1024 zero bytes)")
 	}
 	diffID := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	created := time.Now().UTC()

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/distribution/reference"
 	"golang.org/x/sys/unix"
@@ -476,6 +477,10 @@ func writeFileAtomic(p string, v any) error {
 // it (its distribution/reference rules): a bare name gets ":latest", Docker
 // Hub's docker.io/ and library/ prefixes are dropped.
 func NormalizeName(ref string) (string, error) {
+	if strings.ContainsFunc(ref, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		// the library's messages would repeat it raw
+		return "", fmt.Errorf("invalid image reference %q: invalid reference format", ref)
+	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return "", fmt.Errorf("invalid image reference %q: %v", ref, err)

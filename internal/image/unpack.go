@@ -133,7 +133,10 @@ func unpackEntry(root *os.Root, rel string, hdr *tar.Header, content io.Reader) 
 			if err := unix.Mknodat(dirfd, name, unix.S_IFCHR, 0); err != nil {
 				return fmt.Errorf("make whiteout: %w", err)
 			}
-			return unix.Fchownat(dirfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+			if err := unix.Fchownat(dirfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("chown whiteout: %w", err)
+			}
+			return setMtime(dirfd, name, hdr.ModTime)
 		})
 	}
 	if fi, err := root.Lstat(rel); err == nil && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
