@@ -162,7 +162,7 @@ func imageID(t *testing.T, img v1.Image) string {
 func lines(ls []image.Loaded) []string {
 	var out []string
 	for _, l := range ls {
-		out = append(out, l.String())
+		out = append(out, l.Line())
 	}
 	return out
 }
@@ -644,8 +644,8 @@ func TestTag(t *testing.T) {
 	for _, tc := range []struct{ source, target, want string }{
 		{"nosuch", "t", `image "nosuch:latest" not found`},
 		{"host", "t", "built-in host image cannot be tagged"},
-		{"a", "host", "belongs to the built-in host image"},
-		{"a", "host:latest", "belongs to the built-in host image"},
+		{"a", "host", "built-in host image's name"},
+		{"a", "host:latest", "built-in host image's name"},
 		{"a", "t@sha256:" + strings.Repeat("0", 64), "refusing to create a tag with a digest reference"},
 		{"a", "Upper", "must be lowercase"},
 		{"a", ":x", "invalid reference format"},
@@ -882,6 +882,7 @@ func TestLoadRefused(t *testing.T) {
 		{"layer changed", tarEntries(t, file("manifest.json", manifest("c.json", nil, "a.tar", "b.tar")), file("c.json", string(raw)), file("a.tar", layerTars[0]),
 			file("b.tar", strings.Replace(layerTars[1], "ctnet test image", "CTNET TEST IMAGE", 1))), "content has digest"},
 		{"bad tag", withManifest(manifest("c.json", []string{"Bad Tag"}, "a.tar", "b.tar")), "invalid reference format"},
+		{"the host image's name", withManifest(manifest("c.json", []string{"host"}, "a.tar", "b.tar")), "built-in host image's name"},
 		{"digest tag", withManifest(manifest("c.json", []string{"a@sha256:" + strings.Repeat("0", 64)}, "a.tar", "b.tar")), "digests are not supported"},
 		{"second image broken", tarEntries(t, file("manifest.json", `[{"Config":"c.json","RepoTags":["ok"],"Layers":["a.tar","b.tar"]},{"Config":"c.json","RepoTags":["x"],"Layers":["a.tar","nope"]}]`),
 			file("c.json", string(raw)), file("a.tar", layerTars[0]), file("b.tar", layerTars[1])), `layer "nope"`},

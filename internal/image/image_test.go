@@ -118,7 +118,7 @@ func TestLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(names) != 1 || names[0].String() != "Loaded image: busybox:latest" {
+			if len(names) != 1 || names[0].Line() != "Loaded image: busybox:latest" {
 				t.Fatalf("loaded = %q", names)
 			}
 			if !strings.Contains(progress.String(), "Loading layer") || strings.Contains(progress.String(), "Loaded image") {

@@ -52,12 +52,9 @@ func (s *Store) ImportWith(rootfsTar io.Reader, opt ImportOptions) (Image, error
 		if strings.Contains(opt.Ref, "@") {
 			return Image{}, fmt.Errorf("import image: %q: cannot import digest reference", opt.Ref)
 		}
-		n, err := NormalizeName(opt.Ref)
+		n, err := storedName(opt.Ref)
 		if err != nil {
 			return Image{}, fmt.Errorf("import image: %w", err)
-		}
-		if n == HostName+":latest" {
-			return Image{}, fmt.Errorf("import image: %q is the built-in host image's name; pick another", opt.Ref)
 		}
 		names = []string{n}
 	}

@@ -25,12 +25,21 @@ type Loaded struct {
 	ID   string // "sha256:…"
 }
 
-// String is the line as Docker prints it.
-func (l Loaded) String() string {
+// Line is the line as Docker prints it: "Loaded image: busybox:latest" or
+// "Loaded image ID: sha256:…".
+func (l Loaded) Line() string {
 	if l.Name != "" {
 		return "Loaded image: " + l.Name
 	}
 	return "Loaded image ID: " + l.ID
+}
+
+// String is the name, or the id of an untagged image.
+func (l Loaded) String() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.ID
 }
 
 // Load reads a `docker save` archive or an OCI image-layout tarball (told
@@ -94,6 +103,16 @@ func (s *Store) Load(r io.Reader, progress io.Writer) ([]Loaded, error) {
 		return err
 	})
 	return out, err
+}
+
+// storedName normalises a name an image is to be stored under; the host
+// image's is taken.
+func storedName(ref string) (string, error) {
+	n, err := NormalizeName(ref)
+	if err == nil && n == HostName+":latest" {
+		err = fmt.Errorf("%q is the built-in host image's name; pick another", ref)
+	}
+	return n, err
 }
 
 // loadedImage is an image read from an archive, not yet stored.
@@ -173,7 +192,7 @@ func readDockerArchive(root *os.Root) ([]loadedImage, error) {
 			})
 		}
 		for _, t := range m.RepoTags {
-			n, err := NormalizeName(t)
+			n, err := storedName(t)
 			if err != nil {
 				return nil, fmt.Errorf("load docker archive: image %s: %w", img.id(), err)
 			}
@@ -236,7 +255,7 @@ func readOCILayout(dir string) ([]loadedImage, error) {
 			li.layers = append(li.layers, l.Uncompressed)
 		}
 		if n := ociName(desc.Annotations); n != "" {
-			nn, err := NormalizeName(n)
+			nn, err := storedName(n)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}

@@ -30,9 +30,11 @@ type savedImage struct {
 // Every ref is resolved, and every layer checked, before anything is
 // written; a layer whose files changed on disk fails the save midway.
 func (s *Store) Save(w io.Writer, refs []string) error {
-	if len(refs) == 0 {
-		return errors.New("save: name at least one image")
+	unlock, err := s.lock()
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	imgs, err := s.resolveSave(refs)
 	if err != nil {
 		return err
@@ -43,6 +45,11 @@ func (s *Store) Save(w io.Writer, refs []string) error {
 // SaveFile is Save to a file, written under a temporary name and renamed
 // into place, so a failed save leaves no file (and an old one as it was).
 func (s *Store) SaveFile(path string, refs []string) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	imgs, err := s.resolveSave(refs)
 	if err != nil {
 		return err

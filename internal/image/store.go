@@ -390,12 +390,9 @@ func (s *Store) Tag(source, target string) error {
 	if strings.Contains(target, "@") {
 		return fmt.Errorf("tag %q: refusing to create a tag with a digest reference", target)
 	}
-	name, err := NormalizeName(target)
+	name, err := storedName(target)
 	if err != nil {
-		return err
-	}
-	if name == HostName+":latest" {
-		return fmt.Errorf("tag %q: the name belongs to the built-in host image; pick another", target)
+		return fmt.Errorf("tag: %w", err)
 	}
 	unlock, err := s.lock()
 	if err != nil {
