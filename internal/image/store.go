@@ -305,21 +305,21 @@ func (s *Store) Delete(ref string, opt RemoveOptions) ([]string, error) {
 		r.Names = nil
 	}
 	// the checks of Docker's imageDeleteHelper, in its order
-	var err2 error
+	var blocked error
 	switch ctr, running := usedBy(); {
 	case ctr != "" && running:
-		err2 = conflict(short, ctr, true, "")
+		blocked = conflict(short, ctr, true, "")
 	case len(r.Names) > 0 && !opt.Force:
-		err2 = conflict(short, "", false, "image is referenced in multiple repositories")
+		blocked = conflict(short, "", false, "image is referenced in multiple repositories")
 	case ctr != "" && !opt.Force:
-		err2 = conflict(short, ctr, false, "")
+		blocked = conflict(short, ctr, false, "")
 	}
-	if err2 != nil {
+	if blocked != nil {
 		if quiet {
 			// the last name went; the image stays, dangling, for its container
 			return lines, s.writeRecord(*r)
 		}
-		return nil, err2
+		return nil, blocked
 	}
 	for _, n := range r.Names {
 		lines = append(lines, "Untagged: "+n)
