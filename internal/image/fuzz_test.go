@@ -59,6 +59,8 @@ func FuzzNormalizeName(f *testing.F) {
 var dockerRef = regexp.MustCompile(`^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?` +
 	`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$`)
 
+var anyID = regexp.MustCompile(`^[a-f0-9]{64}$`)
+
 // familiar is how Docker shows a tag reference (the docker.io and library/
 // prefixes dropped), as go-containerregistry parses it; false when Docker
 // would refuse it.
@@ -66,15 +68,25 @@ func familiar(ref string) (string, bool) {
 	if !dockerRef.MatchString(ref) {
 		return "", false
 	}
+	path, _, _ := strings.Cut(ref, ":")
+	if anyID.MatchString(path) {
+		return "", false // Docker reads 64 hex digits as an image id, never a name
+	}
 	tag, err := name.NewTag(ref)
 	if err != nil {
 		return "", false
 	}
 	repo := tag.RepositoryStr()
 	if reg := tag.RegistryStr(); reg == name.DefaultRegistry {
+		if len("docker.io/"+repo) > 255 {
+			return "", false
+		}
 		repo = strings.TrimPrefix(repo, "library/")
 	} else {
 		repo = reg + "/" + repo
+		if len(repo) > 255 {
+			return "", false
+		}
 	}
 	return repo + ":" + tag.TagStr(), true
 }
@@ -141,9 +153,13 @@ func FuzzLoad(f *testing.F) {
 		if left := tree(t, filepath.Join(dir, "tmp")); left != ". drwx------ 0" {
 			t.Fatalf("Load left work files:\n%s", left)
 		}
-		for _, n := range names {
-			if _, err := s.Get(n); err != nil {
-				t.Fatalf("Load returned %q, which Get cannot find: %v", n, err)
+		for _, l := range names {
+			ref := l.Name
+			if ref == "" {
+				ref = l.ID
+			}
+			if _, err := s.Get(ref); err != nil {
+				t.Fatalf("Load returned %q, which Get cannot find: %v", ref, err)
 			}
 		}
 	})

@@ -1,9 +1,7 @@
 package image
 
 import (
-	"archive/tar"
-	"bufio"
-	"compress/gzip"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,18 +13,42 @@ import (
 	goruntime "runtime"
 	"sort"
 	"strings"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
+// Loaded is one line `docker load` prints: a name the archive gave an image,
+// or the id of an image it gave none.
+type Loaded struct {
+	Name string // "busybox:latest"; empty for an untagged image
+	ID   string // "sha256:…"
+}
+
+// Line is the line as Docker prints it: "Loaded image: busybox:latest" or
+// "Loaded image ID: sha256:…".
+func (l Loaded) Line() string {
+	if l.Name != "" {
+		return "Loaded image: " + l.Name
+	}
+	return "Loaded image ID: " + l.ID
+}
+
+// String is the name, or the id of an untagged image.
+func (l Loaded) String() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.ID
+}
+
 // Load reads a `docker save` archive or an OCI image-layout tarball (told
-// apart by their index files) and stores every image in it. It returns the
-// names loaded ("busybox:latest"), or the ids of untagged images.
-func (s *Store) Load(r io.Reader, progress io.Writer) ([]string, error) {
+// apart by their index files; either may be gzip, bzip2 or zstd compressed)
+// and stores every image in it. It returns one Loaded per name, once even
+// when the archive repeats it (the last image named so keeps it, as in
+// Docker), and one per untagged image. progress gets a line per layer.
+// A failed load leaves the store as it was.
+func (s *Store) Load(r io.Reader, progress io.Writer) ([]Loaded, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -40,123 +62,161 @@ func (s *Store) Load(r io.Reader, progress io.Writer) ([]string, error) {
 		return nil, fmt.Errorf("load image: %w", err)
 	}
 	defer os.RemoveAll(work)
-
-	archive := filepath.Join(work, "archive.tar")
-	if err := spool(archive, r); err != nil {
-		return nil, fmt.Errorf("load image: %w", err)
-	}
-	entries, err := tarNames(archive)
+	in, err := decompress(r)
 	if err != nil {
 		return nil, fmt.Errorf("load image: %w", err)
 	}
-	// A failed load leaves the store as it was: records it wrote are put
-	// back, layers and records it added are removed.
-	before, err := s.inventory()
+	defer in.Close()
+	dir := filepath.Join(work, "archive")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("load image: %w", err)
+	}
+	symlinks, err := extractArchive(in, dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load image: %w", err)
 	}
-	var names []string
-	switch {
-	case entries["manifest.json"]:
-		names, err = s.loadDocker(archive, progress)
-	case entries["index.json"] && entries["oci-layout"]:
-		names, err = s.loadOCI(archive, filepath.Join(work, "layout"), progress)
-	default:
-		err = errors.New("load image: archive has neither manifest.json (docker save) nor index.json + oci-layout (OCI image layout)")
-	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		s.restore(before)
-		return nil, err
+		return nil, fmt.Errorf("load image: %w", err)
 	}
-	return names, nil
-}
-
-// inventory is what a load may change: image records (with their content)
-// and layer directories.
-type inventory struct {
-	records map[string][]byte
-	layers  map[string]bool
-}
-
-func (s *Store) inventory() (inventory, error) {
-	inv := inventory{records: map[string][]byte{}, layers: map[string]bool{}}
-	for _, sub := range []string{"images", "layers"} {
-		ents, err := os.ReadDir(filepath.Join(s.dir, sub))
-		if err != nil {
-			return inv, fmt.Errorf("image store %s: %w", s.dir, err)
-		}
-		for _, e := range ents {
-			p := filepath.Join(s.dir, sub, e.Name())
-			if sub == "layers" {
-				inv.layers[p] = true
-				continue
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return inv, fmt.Errorf("image store %s: %w", s.dir, err)
-			}
-			inv.records[p] = b
-		}
-	}
-	return inv, nil
-}
-
-func (s *Store) restore(inv inventory) {
-	now, err := s.inventory()
-	if err != nil {
-		return
-	}
-	for p := range now.layers {
-		if !inv.layers[p] {
-			os.RemoveAll(p)
-		}
-	}
-	for p, b := range now.records {
-		old, ok := inv.records[p]
+	defer root.Close()
+	has := func(name string) bool { _, err := root.Lstat(name); return err == nil }
+	var out []Loaded
+	err = s.transaction(func() error {
+		var imgs []loadedImage
+		var err error
 		switch {
-		case !ok:
-			os.Remove(p)
-		case string(old) != string(b):
-			os.WriteFile(p, old, 0o600)
+		case has("manifest.json"):
+			imgs, err = readDockerArchive(root)
+		case has("index.json") && has("oci-layout"):
+			if symlinks {
+				return errors.New("load OCI layout: the archive has symlinks, which an OCI layout never needs; refused")
+			}
+			imgs, err = readOCILayout(dir)
+		default:
+			return errors.New("load image: archive has neither manifest.json (docker save) nor index.json + oci-layout (OCI image layout)")
 		}
-	}
+		if err != nil {
+			return err
+		}
+		out, err = s.storeAll(imgs, progress)
+		return err
+	})
+	return out, err
 }
 
-func (s *Store) loadDocker(archive string, progress io.Writer) ([]string, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(archive) }
-	manifest, err := tarball.LoadManifest(opener)
+// storedName normalises a name an image is to be stored under; the host
+// image's is taken.
+func storedName(ref string) (string, error) {
+	n, err := NormalizeName(ref)
+	if err == nil && n == HostName+":latest" {
+		err = fmt.Errorf("%q is the built-in host image's name; pick another", ref)
+	}
+	return n, err
+}
+
+// loadedImage is an image read from an archive, not yet stored.
+type loadedImage struct {
+	raw    []byte // the config, whose digest is the id
+	config *v1.ConfigFile
+	layers []func() (io.ReadCloser, error) // uncompressed layer tars, bottom first
+	names  []string                        // normalised
+}
+
+func newLoadedImage(raw []byte, where string) (loadedImage, error) {
+	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return loadedImage{}, fmt.Errorf("%s: image config: %w", where, err)
+	}
+	if cf.OS != "" && cf.OS != "linux" {
+		return loadedImage{}, fmt.Errorf("%s: cannot load %s image on linux", where, cf.OS)
+	}
+	return loadedImage{raw: raw, config: cf}, nil
+}
+
+func (li loadedImage) id() string {
+	sum := sha256.Sum256(li.raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// manifestItem is one image of a `docker save` archive's manifest.json.
+type manifestItem struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// readDockerArchive reads a `docker save` archive, old (<id>/layer.tar,
+// symlinks between layers) or new (blobs/sha256/…), as Docker's loader
+// does; paths resolve inside the archive or are refused.
+func readDockerArchive(root *os.Root) ([]loadedImage, error) {
+	b, err := root.ReadFile("manifest.json")
 	if err != nil {
 		return nil, fmt.Errorf("load docker archive: %w", err)
 	}
-	var loaded []string
-	for _, d := range manifest {
-		var tag *name.Tag
-		if len(d.RepoTags) > 0 {
-			t, err := name.NewTag(d.RepoTags[0])
-			if err != nil {
-				return nil, fmt.Errorf("load docker archive: tag %q: %w", d.RepoTags[0], err)
-			}
-			tag = &t
-		} else if len(manifest) > 1 {
-			return nil, fmt.Errorf("load docker archive: untagged image %s among %d images is not supported", d.Config, len(manifest))
-		}
-		img, err := tarball.Image(opener, tag)
+	var manifest []manifestItem
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		return nil, fmt.Errorf("load docker archive: manifest.json: %w", err)
+	}
+	if manifest == nil {
+		return nil, errors.New("load docker archive: invalid manifest, manifest cannot be null (but can be [])")
+	}
+	var out []loadedImage
+	for _, m := range manifest {
+		raw, err := root.ReadFile(m.Config)
 		if err != nil {
-			return nil, fmt.Errorf("load docker archive: %w", err)
+			return nil, fmt.Errorf("load docker archive: config %q: %w", m.Config, err)
 		}
-		names, err := s.store(img, d.RepoTags, progress)
+		img, err := newLoadedImage(raw, fmt.Sprintf("load docker archive: config %q", m.Config))
 		if err != nil {
 			return nil, err
 		}
-		loaded = append(loaded, names...)
+		if want, got := len(m.Layers), len(img.config.RootFS.DiffIDs); want != got {
+			return nil, fmt.Errorf("load docker archive: image %s: invalid manifest, layers length mismatch: expected %d, got %d", img.id(), want, got)
+		}
+		for _, l := range m.Layers {
+			if fi, err := root.Stat(l); err != nil || !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("load docker archive: image %s: layer %q is not a file in the archive", img.id(), l)
+			}
+			img.layers = append(img.layers, func() (io.ReadCloser, error) {
+				f, err := root.Open(l)
+				if err != nil {
+					return nil, err
+				}
+				zr, err := decompress(f)
+				if err != nil {
+					f.Close()
+					return nil, err
+				}
+				return readCloser{zr, f}, nil
+			})
+		}
+		for _, t := range m.RepoTags {
+			n, err := storedName(t)
+			if err != nil {
+				return nil, fmt.Errorf("load docker archive: image %s: %w", img.id(), err)
+			}
+			img.names = append(img.names, n)
+		}
+		out = append(out, img)
 	}
-	return loaded, nil
+	return out, nil
 }
 
-func (s *Store) loadOCI(archive, dir string, progress io.Writer) ([]string, error) {
-	if err := extractPlain(archive, dir); err != nil {
-		return nil, fmt.Errorf("load OCI layout: %w", err)
+type readCloser struct {
+	io.ReadCloser
+	under io.Closer
+}
+
+func (r readCloser) Close() error {
+	err := r.ReadCloser.Close()
+	if cerr := r.under.Close(); err == nil {
+		err = cerr
 	}
+	return err
+}
+
+func readOCILayout(dir string) ([]loadedImage, error) {
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load OCI layout: %w", err)
@@ -169,27 +229,45 @@ func (s *Store) loadOCI(archive, dir string, progress io.Writer) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("load OCI layout: %w", err)
 	}
-	var loaded []string
+	var out []loadedImage
 	for _, desc := range im.Manifests {
+		where := fmt.Sprintf("load OCI layout: manifest %s", desc.Digest)
 		img, err := pickImage(idx, desc)
 		if err != nil {
-			return nil, fmt.Errorf("load OCI layout: manifest %s: %w", desc.Digest, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		var names []string
-		if n := ociName(desc.Annotations); n != "" {
-			names = []string{n}
+		raw, err := img.RawConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		got, err := s.store(img, names, progress)
+		li, err := newLoadedImage(raw, where)
 		if err != nil {
 			return nil, err
 		}
-		loaded = append(loaded, got...)
+		layers, err := img.Layers()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if want, got := len(layers), len(li.config.RootFS.DiffIDs); want != got {
+			return nil, fmt.Errorf("%s: %d layers but %d diff ids in config", where, want, got)
+		}
+		for _, l := range layers {
+			li.layers = append(li.layers, l.Uncompressed)
+		}
+		if n := ociName(desc.Annotations); n != "" {
+			nn, err := storedName(n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			li.names = []string{nn}
+		}
+		out = append(out, li)
 	}
-	return loaded, nil
+	return out, nil
 }
 
 // pickImage resolves a descriptor to an image, choosing this machine's
-// platform from a multi-platform index.
+// platform from a nested index.
 func pickImage(idx v1.ImageIndex, desc v1.Descriptor) (v1.Image, error) {
 	if !desc.MediaType.IsIndex() {
 		return idx.Image(desc.Digest)
@@ -222,67 +300,70 @@ func ociName(ann map[string]string) string {
 	return ""
 }
 
-// store unpacks the layers an image needs and records it under names.
-func (s *Store) store(img v1.Image, names []string, progress io.Writer) ([]string, error) {
-	id, err := img.ConfigName()
-	if err != nil {
-		return nil, fmt.Errorf("image config: %w", err)
+// storeAll stores the images of one archive in order and says what Docker
+// would print: each name once, and the id of each image left without one.
+func (s *Store) storeAll(imgs []loadedImage, progress io.Writer) ([]Loaded, error) {
+	owner := map[string]string{} // name -> id of the last image the archive gives it
+	for _, img := range imgs {
+		for _, n := range img.names {
+			owner[n] = img.id()
+		}
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("image %s config: %w", id, err)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("image %s layers: %w", id, err)
-	}
-	if len(layers) != len(cf.RootFS.DiffIDs) {
-		return nil, fmt.Errorf("image %s: %d layers but %d diff ids in config", id, len(layers), len(cf.RootFS.DiffIDs))
-	}
-	rec := record{ID: id.String(), Created: cf.Created.Time, Config: convertConfig(cf.Config)}
-	for _, n := range names {
-		nn, err := NormalizeName(n)
-		if err != nil {
+	var out []Loaded
+	seen := map[string]bool{}
+	for _, img := range imgs {
+		id := img.id()
+		var names []string
+		for _, n := range img.names {
+			if owner[n] == id && !contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		if err := s.store(img, names, progress); err != nil {
 			return nil, err
 		}
-		if !contains(rec.Names, nn) {
-			rec.Names = append(rec.Names, nn)
+		if len(img.names) == 0 && !seen[id] {
+			seen[id] = true
+			out = append(out, Loaded{ID: id})
 		}
-	}
-	if old, err := s.readRecord(rec.ID); err == nil {
-		for _, n := range old.Names {
-			if !contains(rec.Names, n) {
-				rec.Names = append(rec.Names, n)
+		for _, n := range names {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, Loaded{Name: n, ID: id})
 			}
 		}
 	}
-	for i, l := range layers {
+	return out, nil
+}
+
+// store unpacks the layers an image needs and records it under names, on
+// top of the names it already had.
+func (s *Store) store(img loadedImage, names []string, progress io.Writer) error {
+	id := img.id()
+	cf := img.config
+	rec := record{ID: id, Created: cf.Created.Time, Config: convertConfig(cf.Config)}
+	if old, err := s.readRecord(id); err == nil {
+		rec.Names = old.Names
+	}
+	for _, n := range names {
+		if !contains(rec.Names, n) {
+			rec.Names = append(rec.Names, n)
+		}
+	}
+	for i, open := range img.layers {
 		diffID := cf.RootFS.DiffIDs[i].String()
-		fmt.Fprintf(progress, "Loading layer %s (%d/%d)\n", short(diffID), i+1, len(layers))
-		size, err := s.ensureLayer(diffID, l.Uncompressed)
+		fmt.Fprintf(progress, "Loading layer %s (%d/%d)\n", short(diffID), i+1, len(img.layers))
+		size, err := s.ensureLayer(diffID, open)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", id, err)
+			return fmt.Errorf("image %s: %w", id, err)
 		}
 		rec.DiffIDs = append(rec.DiffIDs, diffID)
 		rec.Size += size
 	}
-	if err := s.writeRecord(rec); err != nil {
-		return nil, err
+	if err := writeFileAtomic(s.configPath(id), img.raw); err != nil {
+		return err
 	}
-	if len(rec.Names) == 0 {
-		fmt.Fprintf(progress, "Loaded image ID: %s\n", rec.ID)
-		return []string{rec.ID}, nil
-	}
-	for _, n := range names {
-		nn, _ := NormalizeName(n)
-		fmt.Fprintf(progress, "Loaded image: %s\n", nn)
-	}
-	out := []string{}
-	for _, n := range names {
-		nn, _ := NormalizeName(n)
-		out = append(out, nn)
-	}
-	return out, nil
+	return s.writeRecord(rec)
 }
 
 func (s *Store) readRecord(id string) (record, error) {
@@ -294,130 +375,88 @@ func (s *Store) readRecord(id string) (record, error) {
 	return r, json.Unmarshal(b, &r)
 }
 
-type layerInfo struct{ Size int64 }
+// transaction runs fn and, if it fails, puts the store back as it was:
+// records it rewrote get their old content, records, configs and layers it
+// added go.
+func (s *Store) transaction(fn func() error) error {
+	before, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		s.restore(before)
+		return err
+	}
+	return nil
+}
 
-// ensureLayer unpacks a layer once per diff id: into a temp dir, then renamed
-// into place, so a crash never leaves a half layer under its real name.
-func (s *Store) ensureLayer(diffID string, open func() (io.ReadCloser, error)) (int64, error) {
-	dst := s.layerDir(diffID)
-	if b, err := os.ReadFile(dst + ".json"); err == nil {
-		var li layerInfo
-		if json.Unmarshal(b, &li) == nil {
-			if _, err := os.Stat(dst); err == nil {
-				return li.Size, nil
+// inventory is what a change may touch: image records (with their content),
+// configs and layer entries (by name).
+type inventory struct {
+	records map[string][]byte
+	names   map[string]bool
+}
+
+func (s *Store) inventory() (inventory, error) {
+	inv := inventory{records: map[string][]byte{}, names: map[string]bool{}}
+	for _, sub := range []string{"images", "configs", "layers"} {
+		ents, err := os.ReadDir(filepath.Join(s.dir, sub))
+		if err != nil {
+			return inv, fmt.Errorf("image store %s: %w", s.dir, err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(s.dir, sub, e.Name())
+			if sub != "images" {
+				inv.names[p] = true
+				continue
 			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return inv, fmt.Errorf("image store %s: %w", s.dir, err)
+			}
+			inv.records[p] = b
 		}
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "layer-")
-	if err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	defer os.RemoveAll(tmp)
-	rc, err := open()
-	if err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	defer rc.Close()
-	root := filepath.Join(tmp, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	h := sha256.New()
-	size, err := unpackLayer(root, io.TeeReader(rc, h))
-	if err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	// drain padding so the digest covers the whole stream
-	if _, err := io.Copy(h, rc); err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
-		return 0, fmt.Errorf("layer %s: content has digest %s", diffID, got)
-	}
-	if err := writeFileAtomic(dst+".json", layerInfo{Size: size}); err != nil {
-		return 0, err
-	}
-	os.RemoveAll(dst) // an orphan from an interrupted run, not recorded anywhere
-	if err := os.Rename(root, dst); err != nil {
-		return 0, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	return size, nil
+	return inv, nil
 }
 
-// Import makes a one-layer image from a root filesystem tarball (plain or
-// gzip-compressed), like `docker import`. name may be empty for an untagged
-// image.
-func (s *Store) Import(rootfsTar io.Reader, name string) (Image, error) {
-	var names []string
-	if name != "" {
-		n, err := NormalizeName(name)
-		if err != nil {
-			return Image{}, err
+func (s *Store) restore(inv inventory) {
+	now, err := s.inventory()
+	if err != nil {
+		return
+	}
+	for p := range now.names {
+		if !inv.names[p] {
+			os.RemoveAll(p)
 		}
-		names = []string{n}
 	}
-	unlock, err := s.lock()
-	if err != nil {
-		return Image{}, err
-	}
-	defer unlock()
-	work, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "import-")
-	if err != nil {
-		return Image{}, fmt.Errorf("import image: %w", err)
-	}
-	defer os.RemoveAll(work)
-
-	br := bufio.NewReader(rootfsTar)
-	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return Image{}, fmt.Errorf("import image: %w", err)
+	for p, b := range now.records {
+		old, ok := inv.records[p]
+		switch {
+		case !ok:
+			os.Remove(p)
+		case string(old) != string(b):
+			os.WriteFile(p, old, 0o600)
 		}
-		src = zr
 	}
-	archive := filepath.Join(work, "rootfs.tar")
-	h := sha256.New()
-	if err := spool(archive, io.TeeReader(src, h)); err != nil {
-		return Image{}, fmt.Errorf("import image: %w", err)
+	for p, b := range inv.records {
+		if _, ok := now.records[p]; !ok {
+			os.WriteFile(p, b, 0o600)
+		}
 	}
-	diffID := "sha256:" + hex.EncodeToString(h.Sum(nil))
-	size, err := s.ensureLayer(diffID, func() (io.ReadCloser, error) { return os.Open(archive) })
-	if err != nil {
-		return Image{}, fmt.Errorf("import image: %w", err)
-	}
-	created := time.Now().UTC()
-	cfgJSON, err := json.Marshal(v1.ConfigFile{
-		Architecture: goruntime.GOARCH, OS: "linux", Created: v1.Time{Time: created},
-		RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{mustHash(diffID)}},
-		Config: v1.Config{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
-	})
-	if err != nil {
-		return Image{}, fmt.Errorf("import image: %w", err)
-	}
-	sum := sha256.Sum256(cfgJSON)
-	rec := record{ID: "sha256:" + hex.EncodeToString(sum[:]), Names: names, Created: created, Size: size,
-		DiffIDs: []string{diffID}, Config: Config{Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}}
-	if err := s.writeRecord(rec); err != nil {
-		return Image{}, err
-	}
-	return s.image(rec), nil
-}
-
-func mustHash(s string) v1.Hash {
-	h, err := v1.NewHash(s)
-	if err != nil {
-		panic(err)
-	}
-	return h
 }
 
 func convertConfig(c v1.Config) Config {
-	out := Config{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User, Hostname: c.Hostname}
+	out := Config{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User,
+		Hostname: c.Hostname, Labels: c.Labels, StopSignal: c.StopSignal}
 	for p := range c.ExposedPorts {
 		out.ExposedPorts = append(out.ExposedPorts, p)
 	}
 	sort.Strings(out.ExposedPorts)
+	for v := range c.Volumes {
+		out.Volumes = append(out.Volumes, v)
+	}
+	sort.Strings(out.Volumes)
 	return out
 }
 
@@ -427,83 +466,4 @@ func short(digest string) string {
 		h = h[:12]
 	}
 	return h
-}
-
-func spool(path string, r io.Reader) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func tarNames(path string) (map[string]bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names := map[string]bool{}
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read archive: %w", err)
-		}
-		names[strings.TrimPrefix(hdr.Name, "./")] = true
-	}
-}
-
-// extractPlain unpacks an OCI layout archive: only directories and regular
-// files, nothing outside dir.
-func extractPlain(archive, dir string) error {
-	// Some tar writers list only files: the layout's own folder comes first.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		rel, err := cleanEntryName(hdr.Name)
-		if err != nil {
-			return err
-		}
-		if rel == "" {
-			continue
-		}
-		target := filepath.Join(dir, rel)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg, tar.TypeRegA:
-			if err := mkdirNoSymlinks(dir, filepath.Dir(rel)); err != nil {
-				return err
-			}
-			if err := spool(target, tr); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("archive entry %q: unexpected type %q in an OCI layout", hdr.Name, hdr.Typeflag)
-		}
-	}
 }

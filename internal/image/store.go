@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/distribution/reference"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,6 +46,9 @@ type Config struct {
 	WorkingDir, User string
 	ExposedPorts     []string // "80/tcp"
 	Hostname         string
+	Labels           map[string]string
+	Volumes          []string // container paths, sorted
+	StopSignal       string
 }
 
 // ShortID is the 12 hex digits `ctnet images` prints.
@@ -68,8 +73,10 @@ type record struct {
 // Store is an image store in one directory:
 //
 //	images/<id hex>.json   one record per image
+//	configs/<id hex>       the image's config as loaded (its digest is the id), for save
 //	layers/<diffid hex>/   an unpacked layer (an overlayfs lowerdir)
-//	layers/<diffid hex>.json  its size
+//	layers/<diffid hex>.json  its sizes
+//	layers/<diffid hex>.tar-split.gz  the layer tar's headers and padding, to rebuild it byte for byte
 //	tmp/                   work space; anything here is garbage after a crash
 type Store struct {
 	dir string
@@ -77,7 +84,7 @@ type Store struct {
 
 // Open opens (creating if needed) the image store in dir.
 func Open(dir string) (*Store, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "images"), filepath.Join(dir, "layers"), filepath.Join(dir, "tmp")} {
+	for _, d := range []string{dir, filepath.Join(dir, "images"), filepath.Join(dir, "configs"), filepath.Join(dir, "layers"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("image store %s: %w", dir, err)
 		}
@@ -110,6 +117,10 @@ func (s *Store) layerDir(diffID string) string {
 
 func (s *Store) recordPath(id string) string {
 	return filepath.Join(s.dir, "images", strings.TrimPrefix(id, "sha256:")+".json")
+}
+
+func (s *Store) configPath(id string) string {
+	return filepath.Join(s.dir, "configs", strings.TrimPrefix(id, "sha256:"))
 }
 
 func (s *Store) image(r record) Image {
@@ -149,7 +160,12 @@ func (s *Store) List() ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.After(recs[j].Created) })
+	sort.SliceStable(recs, func(i, j int) bool {
+		if !recs[i].Created.Equal(recs[j].Created) {
+			return recs[i].Created.After(recs[j].Created)
+		}
+		return recs[i].ID < recs[j].ID
+	})
 	out := []Image{HostImage()}
 	for _, r := range recs {
 		out = append(out, s.image(r))
@@ -172,70 +188,171 @@ func (s *Store) Get(ref string) (Image, error) {
 
 // find returns nil, nil for the host image.
 func (s *Store) find(ref string) (*record, error) {
-	name, nameErr := NormalizeName(ref)
-	if nameErr == nil && name == HostName+":latest" {
-		return nil, nil
-	}
 	recs, err := s.records()
 	if err != nil {
 		return nil, err
 	}
+	imgs := []Image{HostImage()}
+	for _, r := range recs {
+		imgs = append(imgs, Image{ID: r.ID, Names: r.Names})
+	}
+	i, err := lookup(imgs, ref)
+	if err != nil || i == 0 {
+		return nil, err
+	}
+	return &recs[i-1], nil
+}
+
+// lookup finds ref in imgs as Docker does: a name first (a bare name means
+// :latest), then an id or a unique prefix of one (4 hex digits at least).
+func lookup(imgs []Image, ref string) (int, error) {
+	name, nameErr := NormalizeName(ref)
 	if nameErr == nil {
-		for i := range recs {
-			for _, n := range recs[i].Names {
-				if n == name {
-					return &recs[i], nil
-				}
+		for i, img := range imgs {
+			if contains(img.Names, name) {
+				return i, nil
 			}
 		}
 	}
 	hex := strings.TrimPrefix(ref, "sha256:")
 	if isHex(hex) && len(hex) >= 4 {
 		var match []int
-		for i := range recs {
-			if strings.HasPrefix(strings.TrimPrefix(recs[i].ID, "sha256:"), hex) {
+		for i, img := range imgs {
+			if strings.HasPrefix(strings.TrimPrefix(img.ID, "sha256:"), hex) {
 				match = append(match, i)
 			}
 		}
 		if len(match) == 1 {
-			return &recs[match[0]], nil
+			return match[0], nil
 		}
 		if len(match) > 1 {
-			return nil, fmt.Errorf("image id %q is ambiguous: %d images match; give more digits", ref, len(match))
+			return 0, fmt.Errorf("image id %q is ambiguous: %d images match; give more digits", ref, len(match))
 		}
 	}
 	if nameErr != nil {
-		return nil, nameErr
+		return 0, nameErr
 	}
-	return nil, fmt.Errorf("image %q not found; load it with `ctnet image load -i FILE` or import one: %w", name, ErrNotFound)
+	return 0, fmt.Errorf("image %q not found; load it with `ctnet image load -i FILE` or import one: %w", name, ErrNotFound)
 }
 
-// Remove deletes an image (by name or id) and the layers no other image uses.
-// Like `docker rmi NAME` of an image with several names, removing by name only
-// untags it while other names remain.
+// isIDPrefix tells whether ref named the image by (a prefix of) its id, not
+// by a name.
+func isIDPrefix(id, ref string) bool {
+	return strings.HasPrefix(id, ref) || strings.HasPrefix(strings.TrimPrefix(id, "sha256:"), ref)
+}
+
+// RemoveOptions are those of `ctnet rmi`.
+type RemoveOptions struct {
+	// Force removes an image named by id with several names (untagging them
+	// all), and one a stopped container uses, as `docker rmi -f`.
+	Force bool
+	// UsedBy names a container using the image with this id ("" for none)
+	// and tells whether it runs. A running one blocks removal even with
+	// Force. Nil means no container uses any image.
+	UsedBy func(imageID string) (container string, running bool)
+}
+
+// Remove is Delete with Force and no container check, the contract the CLI
+// had before Delete: drop it once the CLI calls Delete.
 func (s *Store) Remove(ref string) error {
+	_, err := s.Delete(ref, RemoveOptions{Force: true})
+	return err
+}
+
+// Delete removes a name or an image as `docker rmi` does, and returns the
+// lines Docker prints ("Untagged: busybox:latest", "Deleted: sha256:…"):
+// removing a name of an image that has other names only untags it; removing
+// its last name, or the image by id, deletes it with the layers no other
+// image uses. An error changes nothing.
+func (s *Store) Delete(ref string, opt RemoveOptions) ([]string, error) {
 	unlock, err := s.lock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	r, err := s.find(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if r == nil {
-		return fmt.Errorf("image %q is built in and cannot be removed", HostName)
+		return nil, fmt.Errorf("image %q is built in and cannot be removed", HostName)
 	}
-	if name, err := NormalizeName(ref); err == nil && len(r.Names) > 1 && contains(r.Names, name) {
+	usedBy := func() (string, bool) {
+		if opt.UsedBy == nil {
+			return "", false
+		}
+		return opt.UsedBy(r.ID)
+	}
+	short := (Image{ID: r.ID}).ShortID()
+	var lines []string
+	quiet := false
+	if !isIDPrefix(r.ID, ref) {
+		name, _ := NormalizeName(ref) // find matched it as a name
+		if ctr, _ := usedBy(); !opt.Force && len(r.Names) == 1 && ctr != "" {
+			return nil, fmt.Errorf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, ctr, short)
+		}
 		r.Names = remove(r.Names, name)
-		return s.writeRecord(*r)
+		lines = append(lines, "Untagged: "+name)
+		if len(r.Names) > 0 {
+			return lines, s.writeRecord(*r)
+		}
+		quiet = true
+	} else if len(r.Names) == 1 {
+		if ctr, running := usedBy(); ctr != "" && (running || !opt.Force) {
+			return nil, conflict(short, ctr, running, "")
+		}
+		lines = append(lines, "Untagged: "+r.Names[0])
+		r.Names = nil
 	}
+	// the checks of Docker's imageDeleteHelper, in its order
+	var blocked error
+	switch ctr, running := usedBy(); {
+	case ctr != "" && running:
+		blocked = conflict(short, ctr, true, "")
+	case len(r.Names) > 0 && !opt.Force:
+		blocked = conflict(short, "", false, "image is referenced in multiple repositories")
+	case ctr != "" && !opt.Force:
+		blocked = conflict(short, ctr, false, "")
+	}
+	if blocked != nil {
+		if quiet {
+			// the last name went; the image stays, dangling, for its container
+			return lines, s.writeRecord(*r)
+		}
+		return nil, blocked
+	}
+	for _, n := range r.Names {
+		lines = append(lines, "Untagged: "+n)
+	}
+	deleted, err := s.delete(*r)
+	if err != nil {
+		return nil, err
+	}
+	return append(lines, deleted...), nil
+}
+
+func conflict(short, ctr string, running bool, refs string) error {
+	switch {
+	case ctr != "" && running:
+		return fmt.Errorf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", short, ctr)
+	case ctr != "":
+		return fmt.Errorf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", short, ctr)
+	}
+	return fmt.Errorf("conflict: unable to delete %s (must be forced) - %s", short, refs)
+}
+
+// delete removes an image's record and config and the layers no other image
+// uses, and returns Docker's "Deleted:" lines: the image id, then each layer
+// removed (by diff id).
+func (s *Store) delete(r record) ([]string, error) {
 	if err := os.Remove(s.recordPath(r.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove image %s: %w", r.ID, err)
+		return nil, fmt.Errorf("remove image %s: %w", r.ID, err)
 	}
+	os.Remove(s.configPath(r.ID))
+	lines := []string{"Deleted: " + r.ID}
 	recs, err := s.records()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	used := map[string]bool{}
 	for _, o := range recs {
@@ -243,24 +360,57 @@ func (s *Store) Remove(ref string) error {
 			used[d] = true
 		}
 	}
-	for _, d := range r.DiffIDs {
+	for i := len(r.DiffIDs) - 1; i >= 0; i-- {
+		d := r.DiffIDs[i]
 		if used[d] {
 			continue
 		}
+		used[d] = true // an image may list one layer twice
 		// rename first so a crash never leaves a half-deleted layer under its real name
 		trash, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "rm-")
 		if err != nil {
-			return fmt.Errorf("remove layer %s: %w", d, err)
+			return nil, fmt.Errorf("remove layer %s: %w", d, err)
 		}
 		if err := os.Rename(s.layerDir(d), filepath.Join(trash, "layer")); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove layer %s: %w", d, err)
+			return nil, fmt.Errorf("remove layer %s: %w", d, err)
 		}
 		os.Remove(s.layerDir(d) + ".json")
+		os.Remove(s.layerDir(d) + tarSplitSuffix)
 		if err := os.RemoveAll(trash); err != nil {
-			return fmt.Errorf("remove layer %s: %w", d, err)
+			return nil, fmt.Errorf("remove layer %s: %w", d, err)
 		}
+		lines = append(lines, "Deleted: "+d)
 	}
-	return nil
+	return lines, nil
+}
+
+// Tag gives the image source (a name, an id or a unique id prefix) the name
+// target, taking it from the image that had it, as `docker tag`.
+func (s *Store) Tag(source, target string) error {
+	if strings.Contains(target, "@") {
+		return fmt.Errorf("tag %q: refusing to create a tag with a digest reference", target)
+	}
+	name, err := storedName(target)
+	if err != nil {
+		return fmt.Errorf("tag: %w", err)
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r, err := s.find(source)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		return fmt.Errorf("tag %q: the built-in host image cannot be tagged; tag a stored image", source)
+	}
+	if contains(r.Names, name) {
+		return nil
+	}
+	r.Names = append(r.Names, name)
+	return s.writeRecord(*r)
 }
 
 // writeRecord stores r atomically, taking its names away from other images
@@ -291,9 +441,12 @@ func (s *Store) writeRecord(r record) error {
 }
 
 func writeFileAtomic(p string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
+	b, ok := v.([]byte)
+	if !ok {
+		var err error
+		if b, err = json.MarshalIndent(v, "", "  "); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
 	}
 	tmp := p + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -318,26 +471,29 @@ func writeFileAtomic(p string, v any) error {
 }
 
 // NormalizeName turns a reference into "repository:tag" the way Docker shows
-// it: a bare name gets ":latest" and Docker Hub prefixes are dropped.
+// it (its distribution/reference rules): a bare name gets ":latest", Docker
+// Hub's docker.io/ and library/ prefixes are dropped.
 func NormalizeName(ref string) (string, error) {
-	if ref == "" || strings.ContainsAny(ref, "@ \t\n") {
-		return "", fmt.Errorf("invalid image reference %q (digests are not supported)", ref)
+	if strings.ContainsFunc(ref, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		// the library's messages would repeat it raw
+		return "", fmt.Errorf("invalid image reference %q: invalid reference format", ref)
 	}
-	orig := ref
-	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/", "library/"} {
-		if strings.HasPrefix(ref, p) {
-			ref = strings.TrimPrefix(ref, p)
-			break
-		}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %v", ref, err)
 	}
-	if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
-		ref += ":latest"
+	if _, ok := named.(reference.Digested); ok {
+		return "", fmt.Errorf("invalid image reference %q: digests are not supported (images here come from archives, not a registry)", ref)
 	}
-	repo := ref[:strings.LastIndex(ref, ":")]
-	if repo == "" || strings.HasSuffix(ref, ":") || strings.HasPrefix(repo, "/") || strings.HasSuffix(repo, "/") || strings.Contains(repo, "//") {
-		return "", fmt.Errorf("invalid image reference %q", orig)
+	return reference.FamiliarString(reference.TagNameOnly(named)), nil
+}
+
+// repoTag splits a normalised name into repository and tag.
+func repoTag(name string) (string, string) {
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		return name[:i], name[i+1:]
 	}
-	return ref, nil
+	return name, "latest"
 }
 
 func isHex(s string) bool {
