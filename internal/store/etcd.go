@@ -1,0 +1,681 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Errors of the etcd backend, for errors.Is; their messages say more.
+var (
+	// ErrUnavailable: the cluster did not answer in time (no quorum, no
+	// member reachable). Nothing was changed unless ErrOutcomeUnknown is
+	// also reported.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrOutcomeUnknown: a commit was sent and its answer lost, and the
+	// cluster could not be asked in time whether it was applied.
+	ErrOutcomeUnknown = errors.New("commit outcome unknown")
+	// ErrConflict: other writers kept changing what Update read, through
+	// every attempt.
+	ErrConflict = errors.New("transaction conflict")
+)
+
+// Etcd is a Store over an etcd cluster shared by several hosts. Keys are
+// <prefix><bucket>/<key>. Update is an optimistic, serialisable
+// transaction: it records what its function read (keys with their
+// revisions, absent keys, the ranges ForEach scanned), buffers the writes and
+// commits them in one etcd Txn that compares everything read; on conflict it
+// runs the function again on a fresh snapshot. The function may therefore
+// run several times and must only compute and call Tx (no kernel changes, no
+// channel sends); values it sets outside are those of its last run.
+type Etcd struct {
+	cfg      EtcdConfig
+	cli      *clientv3.Client
+	eps      string // endpoints, for messages
+	id       string // this client, in the names of its commit markers
+	seq      atomic.Uint64
+	pageSize int64
+
+	mu       sync.Mutex
+	lease    clientv3.LeaseID // under which commit markers live
+	leaseUse time.Time        // use it for new markers until then
+}
+
+// Reserved keys live under <prefix>~, which no bucket name may start with.
+const reserved = "~"
+
+// maxCompares keeps a commit under etcd's default --max-txn-ops (128), with
+// room for the commit marker.
+const maxCompares = 120
+
+// OpenEtcd prepares a client; it connects on first use.
+func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, fmt.Errorf("etcd: no endpoint; want %s", etcdURLForm)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultEtcdPrefix
+	}
+	if err := checkPrefix(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 50
+	}
+	if (cfg.Username == "") != (cfg.Password == "") {
+		return nil, fmt.Errorf("etcd: --user and --password go together")
+	}
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	cc := clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		TLS:         tc,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		DialTimeout: cfg.Timeout,
+		// A member that vanishes without closing its connections (a cut
+		// link) is noticed by keepalives; 10s is gRPC's floor.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Logger:               zap.NewNop(),
+	}
+	if cfg.DialContext != nil {
+		cc.DialOptions = append(cc.DialOptions, grpc.WithContextDialer(cfg.DialContext))
+	}
+	e := &Etcd{cfg: cfg, eps: strings.Join(cfg.Endpoints, ","), pageSize: 500}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		// Only a login talks to the cluster here.
+		if definite(err) {
+			return nil, e.explain(err)
+		}
+		return nil, &unavailable{fmt.Sprintf("etcd at %s: login of user %q got no answer within %s (%s); check that etcd runs there and the endpoints and TLS options are right",
+			e.eps, cfg.Username, cfg.Timeout, shortError(err)), err}
+	}
+	e.cli = cli
+	var id [8]byte
+	rand.Read(id[:])
+	e.id = hex.EncodeToString(id[:])
+	return e, nil
+}
+
+// Close ends the client. Sessions made from it end too.
+func (e *Etcd) Close() error { return e.cli.Close() }
+
+// Endpoints are the members this client talks to.
+func (e *Etcd) Endpoints() []string { return slices.Clone(e.cfg.Endpoints) }
+
+// call gives one call its deadline, keeping back enough time to find out
+// what went wrong if the cluster does not answer.
+func (e *Etcd) call() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout-2*e.probeTime())
+	return clientv3.WithRequireLeader(ctx), cancel
+}
+
+func (e *Etcd) probeTime() time.Duration { return min(time.Second, e.cfg.Timeout/5) }
+
+func (e *Etcd) bucketKey(bucket string) string { return e.cfg.Prefix + bucket + "/" }
+func (e *Etcd) deleted(bucket string) string   { return e.cfg.Prefix + reserved + "del/" + bucket }
+
+func checkBucket(bucket string) error {
+	if bucket == "" || strings.Contains(bucket, "/") || strings.HasPrefix(bucket, reserved) {
+		return fmt.Errorf("bucket %q: a bucket name is not empty, has no / and does not start with %s", bucket, reserved)
+	}
+	return nil
+}
+
+func (e *Etcd) View(fn func(Tx) error) error {
+	ctx, cancel := e.call()
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		t := e.newTx(ctx, false)
+		err := fn(t)
+		if t.err != nil {
+			if compacted(t.err) && attempt < e.cfg.MaxAttempts {
+				continue
+			}
+			return e.explain(t.err)
+		}
+		return err
+	}
+}
+
+func (e *Etcd) Update(fn func(Tx) error) error {
+	ctx, cancel := e.call()
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		t := e.newTx(ctx, true)
+		err := fn(t)
+		if t.err != nil {
+			// The function saw a failed read as a missing key: whatever it
+			// decided from that is void.
+			if !compacted(t.err) {
+				return e.explain(t.err)
+			}
+		} else if err != nil {
+			return err
+		} else {
+			done, err := t.commit()
+			if err != nil {
+				return e.explain(err)
+			}
+			if done {
+				return nil
+			}
+		}
+		if attempt >= e.cfg.MaxAttempts {
+			return fmt.Errorf("etcd at %s: %w: other writers changed what the transaction read through %d attempts; retry",
+				e.eps, ErrConflict, attempt)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return e.explain(err)
+		}
+	}
+}
+
+// backoff waits a random time that grows with the attempt, so that
+// contenders spread out instead of colliding again.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(min(200, math.Pow(2, float64(attempt)))) * time.Millisecond
+	select {
+	case <-time.After(time.Duration(mrand.Int64N(int64(d)) + 1)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func compacted(err error) bool { return errors.Is(err, rpctypes.ErrCompacted) }
+
+// etcdTx reads at one revision (the first read's), so a function sees one
+// consistent snapshot, and remembers what it read for the commit's compares.
+type etcdTx struct {
+	e     *Etcd
+	ctx   context.Context
+	write bool
+	rev   int64
+	reads map[string]map[string]int64 // bucket -> key -> mod revision (0: absent)
+	cache map[string][]byte           // key -> value read (nil: absent)
+	spans map[string][]span           // bucket -> ranges ForEach read
+	// writes are full keys; a nil value deletes.
+	writes  map[string][]byte
+	deletes map[string]bool // buckets with deletes
+	err     error           // first failed read: the transaction is void
+}
+
+type span struct{ from, to string }
+
+func (e *Etcd) newTx(ctx context.Context, write bool) *etcdTx {
+	return &etcdTx{e: e, ctx: ctx, write: write, reads: map[string]map[string]int64{},
+		cache: map[string][]byte{}, spans: map[string][]span{}, writes: map[string][]byte{}, deletes: map[string]bool{}}
+}
+
+func (t *etcdTx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if t.rev != 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	resp, err := t.e.cli.Get(t.ctx, key, opts...)
+	if err != nil {
+		t.err = err
+		return nil, err
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	return resp, nil
+}
+
+func value(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return bytes.Clone(v)
+}
+
+func (t *etcdTx) Get(bucket, key string) []byte {
+	if t.err != nil || checkBucket(bucket) != nil {
+		return nil
+	}
+	k := t.e.bucketKey(bucket) + key
+	if v, ok := t.writes[k]; ok {
+		return bytes.Clone(v)
+	}
+	if v, ok := t.cache[k]; ok {
+		return bytes.Clone(v)
+	}
+	resp, err := t.get(k)
+	if err != nil {
+		return nil
+	}
+	var rev int64
+	var v []byte
+	if len(resp.Kvs) > 0 {
+		rev, v = resp.Kvs[0].ModRevision, value(resp.Kvs[0].Value)
+	}
+	if t.reads[bucket] == nil {
+		t.reads[bucket] = map[string]int64{}
+	}
+	t.reads[bucket][k], t.cache[k] = rev, v
+	return bytes.Clone(v)
+}
+
+func (t *etcdTx) change(op, bucket, key string, v []byte) error {
+	if t.err != nil {
+		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, t.err)
+	}
+	if !t.write {
+		return fmt.Errorf("%s %s/%s: read-only transaction", op, bucket, key)
+	}
+	if err := checkBucket(bucket); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
+	}
+	if key == "" {
+		return fmt.Errorf("%s %s/: empty key", op, bucket)
+	}
+	t.writes[t.e.bucketKey(bucket)+key] = v
+	return nil
+}
+
+func (t *etcdTx) Put(bucket, key string, v []byte) error {
+	return t.change("put", bucket, key, value(v))
+}
+
+func (t *etcdTx) Delete(bucket, key string) error {
+	err := t.change("delete", bucket, key, nil)
+	if err == nil {
+		t.deletes[bucket] = true
+	}
+	return err
+}
+
+// ForEach pages through the range at the snapshot's revision and merges the
+// transaction's own writes into it.
+func (t *etcdTx) ForEach(bucket, prefix string, fn func(string, []byte) error) error {
+	if t.err != nil {
+		return t.err
+	}
+	if err := checkBucket(bucket); err != nil {
+		return err
+	}
+	bk := t.e.bucketKey(bucket)
+	start := bk + prefix
+	end := clientv3.GetPrefixRangeEnd(start)
+	var mine []string
+	for k := range t.writes {
+		if k >= start && k < end {
+			mine = append(mine, k)
+		}
+	}
+	slices.Sort(mine)
+	covered := end
+	defer func() { t.spans[bucket] = append(t.spans[bucket], span{start, covered}) }()
+	visit := func(k string, stored []byte) error {
+		v, own := t.writes[k]
+		if !own {
+			v = stored
+		}
+		if v == nil {
+			return nil
+		}
+		if err := fn(strings.TrimPrefix(k, bk), bytes.Clone(v)); err != nil {
+			covered = k + "\x00" // the caller stopped here: it read no further
+			return err
+		}
+		return nil
+	}
+	from := start
+	for {
+		resp, err := t.get(from, clientv3.WithRange(end), clientv3.WithLimit(t.e.pageSize))
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			k := string(kv.Key)
+			for len(mine) > 0 && mine[0] < k {
+				if err := visit(mine[0], nil); err != nil {
+					return err
+				}
+				mine = mine[1:]
+			}
+			if len(mine) > 0 && mine[0] == k {
+				mine = mine[1:]
+			}
+			if err := visit(k, value(kv.Value)); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	for _, k := range mine {
+		if err := visit(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compares says "nothing this transaction read has changed since its
+// snapshot". A key read is compared to its mod revision (0: still absent); a
+// range scanned has no key modified after the snapshot, and its bucket's
+// delete marker has not moved (deleted keys leave no revision behind). When
+// that is too many compares for one Txn, each bucket's reads are widened to
+// one range from its first to its last key read: more conflicts, never
+// fewer.
+func (t *etcdTx) compares() []clientv3.Cmp {
+	var exact, wide []clientv3.Cmp
+	next := t.rev + 1
+	for _, b := range slices.Sorted(mapsKeys(t.reads, t.spans)) {
+		lo, hi := "", ""
+		widen := func(from, to string) {
+			if lo == "" || from < lo {
+				lo = from
+			}
+			if to > hi {
+				hi = to
+			}
+		}
+		for k, rev := range t.reads[b] {
+			exact = append(exact, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+			widen(k, k+"\x00")
+		}
+		for _, s := range t.spans[b] {
+			exact = append(exact, clientv3.Compare(clientv3.ModRevision(s.from), "<", next).WithRange(s.to))
+			widen(s.from, s.to)
+		}
+		marker := clientv3.Compare(clientv3.ModRevision(t.e.deleted(b)), "<", next)
+		if len(t.spans[b]) > 0 {
+			exact = append(exact, marker)
+		}
+		wide = append(wide, clientv3.Compare(clientv3.ModRevision(lo), "<", next).WithRange(hi), marker)
+	}
+	if len(exact) <= maxCompares {
+		return exact
+	}
+	return wide
+}
+
+func mapsKeys[A, B any](a map[string]A, b map[string]B) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range a {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range b {
+			if _, dup := a[k]; !dup && !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// commit applies the writes if nothing read has changed; false means a
+// conflict (run the function again). Every commit also creates a marker key
+// of its own, so that when its answer is lost the outcome can be learnt
+// instead of guessed: the marker exists iff the commit was applied.
+func (t *etcdTx) commit() (bool, error) {
+	if len(t.writes) == 0 {
+		return true, nil // a snapshot read needs no commit
+	}
+	lease, err := t.e.markerLease(t.ctx)
+	if err != nil {
+		return false, err
+	}
+	marker := fmt.Sprintf("%s%stxn/%s/%d", t.e.cfg.Prefix, reserved, t.e.id, t.e.seq.Add(1))
+	cmps := append(t.compares(), clientv3.Compare(clientv3.CreateRevision(marker), "=", 0))
+	var ops []clientv3.Op
+	for _, k := range slices.Sorted(mapKeys(t.writes)) {
+		if v := t.writes[k]; v == nil {
+			ops = append(ops, clientv3.OpDelete(k))
+		} else {
+			ops = append(ops, clientv3.OpPut(k, string(v)))
+		}
+	}
+	for _, b := range slices.Sorted(mapKeys(t.deletes)) {
+		ops = append(ops, clientv3.OpPut(t.e.deleted(b), ""))
+	}
+	ops = append(ops, clientv3.OpPut(marker, "", clientv3.WithLease(lease)))
+	resp, err := t.e.cli.Txn(t.ctx).If(cmps...).Then(ops...).Commit()
+	switch {
+	case err == nil:
+		return resp.Succeeded, nil
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		t.e.dropLease(lease)
+		return false, nil
+	case definite(err):
+		return false, t.e.txnError(err, len(cmps), len(ops))
+	}
+	// The search for the outcome may use the time kept back after the
+	// call's deadline, which may be what cut the commit short.
+	deadline, _ := t.ctx.Deadline()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(t.e.probeTime()))
+	defer cancel()
+	return t.e.outcome(clientv3.WithRequireLeader(ctx), marker, lease, err)
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func code(err error) codes.Code {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code()
+	}
+	return status.Code(err)
+}
+
+// definite errors are refusals: the request was not applied.
+func definite(err error) bool {
+	switch code(err) {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated,
+		codes.NotFound, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// outcome finds out whether a commit whose answer was lost was applied, by
+// racing it for its marker: creating the marker first voids the commit for
+// good (its compare then fails), finding it there means it was applied.
+func (e *Etcd) outcome(ctx context.Context, marker string, lease clientv3.LeaseID, lost error) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := e.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
+			Then(clientv3.OpPut(marker, "void", clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(marker)).Commit()
+		if err == nil {
+			if resp.Succeeded {
+				return false, nil
+			}
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			return len(kvs) > 0 && len(kvs[0].Value) == 0, nil
+		}
+		if definite(err) {
+			break
+		}
+		if backoff(ctx, attempt) != nil {
+			break
+		}
+	}
+	return false, &outcomeUnknown{lost}
+}
+
+type outcomeUnknown struct{ lost error }
+
+func (o *outcomeUnknown) Error() string        { return "commit outcome unknown: " + o.lost.Error() }
+func (o *outcomeUnknown) Unwrap() error        { return o.lost }
+func (o *outcomeUnknown) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// markerLease is the lease commit markers live under: long enough for any
+// call to learn its outcome, short enough that markers do not pile up.
+func (e *Etcd) markerLease(ctx context.Context) (clientv3.LeaseID, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease != 0 && time.Now().Before(e.leaseUse) {
+		return e.lease, nil
+	}
+	ttl := 3 * e.cfg.Timeout
+	began := time.Now()
+	resp, err := e.cli.Grant(ctx, int64(math.Ceil(ttl.Seconds())))
+	if err != nil {
+		return 0, err
+	}
+	// A marker made before leaseUse outlives its call by one Timeout.
+	e.lease, e.leaseUse = resp.ID, began.Add(ttl-2*e.cfg.Timeout)
+	return e.lease, nil
+}
+
+func (e *Etcd) dropLease(id clientv3.LeaseID) {
+	e.mu.Lock()
+	if e.lease == id {
+		e.lease = 0
+	}
+	e.mu.Unlock()
+}
+
+func (e *Etcd) txnError(err error, cmps, ops int) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("etcd at %s: a transaction of %d compares and %d changes is more than the cluster's --max-txn-ops allows; change fewer keys at once",
+			e.eps, cmps, ops)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("etcd at %s: a transaction of %d changes is larger than the cluster's --max-request-bytes allows; change fewer keys at once",
+			e.eps, ops)
+	}
+	return e.explain(err)
+}
+
+// explain turns a client error into one line that names the cluster and
+// says what to do. For an unanswered call it asks every endpoint how it is,
+// within the time call kept back for that.
+func (e *Etcd) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case code(err) == codes.PermissionDenied:
+		return fmt.Errorf("etcd at %s: permission denied to user %q under %s; grant the user's role readwrite on that prefix: %w",
+			e.eps, e.cfg.Username, e.cfg.Prefix, err)
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrUserEmpty):
+		return fmt.Errorf("etcd at %s: authentication of user %q failed; check --user and --password: %w", e.eps, e.cfg.Username, err)
+	case definite(err):
+		return fmt.Errorf("etcd at %s: %w", e.eps, err)
+	}
+	reachable, leaderless, why := e.probe()
+	n := len(e.cfg.Endpoints)
+	cause := err
+	if errors.Is(err, context.DeadlineExceeded) {
+		cause = fmt.Errorf("no answer within %s", e.cfg.Timeout)
+	}
+	var ou *outcomeUnknown
+	if errors.As(err, &ou) {
+		cause = fmt.Errorf("whether the last change was made is unknown (%v)", shortError(ou.lost))
+	}
+	var state string
+	switch {
+	case reachable == 0:
+		state = fmt.Sprintf("no member answers (%s)", why)
+		return &unavailable{fmt.Sprintf("etcd at %s: %s; check that etcd runs there and the endpoints and TLS options (--cacert, --cert, --key) are right: %v",
+			e.eps, state, cause), err}
+	case reachable <= n/2 || leaderless:
+		state = fmt.Sprintf("no quorum (%d of %d members unreachable", n-reachable, n)
+		if leaderless {
+			state += ", no leader"
+		}
+		state += ")"
+	default:
+		state = "the cluster is slow or electing a leader"
+	}
+	return &unavailable{fmt.Sprintf("etcd at %s: %s; retry when the cluster is healthy: %v", e.eps, state, cause), err}
+}
+
+type unavailable struct {
+	msg   string
+	cause error
+}
+
+func (u *unavailable) Error() string        { return u.msg }
+func (u *unavailable) Unwrap() error        { return u.cause }
+func (u *unavailable) Is(target error) bool { return target == ErrUnavailable }
+
+// probe asks each endpoint for its status at once.
+func (e *Etcd) probe() (reachable int, leaderless bool, why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.probeTime())
+	defer cancel()
+	type answer struct {
+		leader uint64
+		err    error
+	}
+	answers := make(chan answer, len(e.cfg.Endpoints))
+	for _, ep := range e.cfg.Endpoints {
+		go func() {
+			resp, err := e.cli.Status(ctx, ep)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			answers <- answer{leader: resp.Leader}
+		}()
+	}
+	for range e.cfg.Endpoints {
+		a := <-answers
+		if a.err != nil {
+			if why == "" {
+				why = shortError(a.err)
+			}
+			continue
+		}
+		reachable++
+		if a.leader == 0 {
+			leaderless = true
+		}
+	}
+	return reachable, leaderless, why
+}
+
+// shortError keeps the part of a gRPC error a person can act on.
+func shortError(err error) string {
+	if s, ok := status.FromError(err); ok {
+		msg := s.Message()
+		if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+			msg = msg[i+len("desc = "):]
+		}
+		return strings.TrimSpace(msg)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "no answer"
+	}
+	return err.Error()
+}
