@@ -15,11 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -48,6 +51,7 @@ var (
 type Etcd struct {
 	cfg      EtcdConfig
 	cli      *clientv3.Client
+	cc       clientv3.Config
 	eps      string // endpoints, for messages
 	id       string // this client, in the names of its commit markers
 	seq      atomic.Uint64
@@ -104,7 +108,7 @@ func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if cfg.DialContext != nil {
 		cc.DialOptions = append(cc.DialOptions, grpc.WithContextDialer(cfg.DialContext))
 	}
-	e := &Etcd{cfg: cfg, eps: strings.Join(cfg.Endpoints, ","), pageSize: 500}
+	e := &Etcd{cfg: cfg, cc: cc, eps: strings.Join(cfg.Endpoints, ","), pageSize: 500}
 	cli, err := clientv3.New(cc)
 	if err != nil {
 		// Only a login talks to the cluster here.
@@ -122,7 +126,11 @@ func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 }
 
 // Close ends the client. Sessions made from it end too.
-func (e *Etcd) Close() error { return e.cli.Close() }
+func (e *Etcd) Close() error {
+	e.mu.Lock()
+	e.mu.Unlock()
+	return e.cli.Close()
+}
 
 // Endpoints are the members this client talks to.
 func (e *Etcd) Endpoints() []string { return slices.Clone(e.cfg.Endpoints) }
@@ -135,6 +143,13 @@ func (e *Etcd) call() (context.Context, context.CancelFunc) {
 }
 
 func (e *Etcd) probeTime() time.Duration { return min(time.Second, e.cfg.Timeout/5) }
+
+// rpc bounds one request of a call: one stuck on a member that has lost its
+// leader, or sent to a member that died, is abandoned (and its outcome
+// learnt) while the call still has time to try again.
+func (e *Etcd) rpc(call context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(call, max(e.cfg.Timeout/4, 500*time.Millisecond))
+}
 
 func (e *Etcd) bucketKey(bucket string) string { return e.cfg.Prefix + bucket + "/" }
 func (e *Etcd) deleted(bucket string) string   { return e.cfg.Prefix + reserved + "del/" + bucket }
@@ -152,45 +167,59 @@ func (e *Etcd) View(fn func(Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		t := e.newTx(ctx, false)
 		err := fn(t)
-		if t.err != nil {
-			if compacted(t.err) && attempt < e.cfg.MaxAttempts {
-				continue
-			}
+		if t.err == nil {
+			return err
+		}
+		if !retryable(ctx, t.err) || backoff(ctx, min(attempt, 10)) != nil {
 			return e.explain(t.err)
 		}
-		return err
 	}
 }
 
+// Update retries, on a fresh snapshot, after a conflict (at most
+// MaxAttempts runs) and after a refusal that changed nothing and may pass
+// later (no leader during an election, a compacted snapshot), until the
+// call's deadline.
 func (e *Etcd) Update(fn func(Tx) error) error {
 	ctx, cancel := e.call()
 	defer cancel()
-	for attempt := 1; ; attempt++ {
+	var transient error // the last refusal, if the last attempt ended in one
+	for conflicts, attempt := 0, 1; ; attempt++ {
 		t := e.newTx(ctx, true)
 		err := fn(t)
-		if t.err != nil {
+		switch {
+		case t.err != nil:
 			// The function saw a failed read as a missing key: whatever it
 			// decided from that is void.
-			if !compacted(t.err) {
+			if !retryable(ctx, t.err) {
 				return e.explain(t.err)
 			}
-		} else if err != nil {
+			transient = t.err
+		case err != nil:
 			return err
-		} else {
+		default:
 			done, err := t.commit()
-			if err != nil {
-				return e.explain(err)
-			}
-			if done {
+			switch {
+			case err == nil && done:
 				return nil
+			case err == nil:
+				if conflicts++; conflicts >= e.cfg.MaxAttempts {
+					return fmt.Errorf("etcd at %s: %w: other writers changed what the transaction read, %d times; retry",
+						e.eps, ErrConflict, conflicts)
+				}
+				transient = nil
+			case retryable(ctx, err):
+				transient = err
+			default:
+				return e.txnError(err, t.ncmps, t.nops)
 			}
 		}
-		if attempt >= e.cfg.MaxAttempts {
-			return fmt.Errorf("etcd at %s: %w: other writers changed what the transaction read through %d attempts; retry",
-				e.eps, ErrConflict, attempt)
-		}
-		if err := backoff(ctx, attempt); err != nil {
-			return e.explain(err)
+		if err := backoff(ctx, min(attempt, 10)); err != nil {
+			if transient == nil {
+				return fmt.Errorf("etcd at %s: %w: other writers changed what the transaction read, %d times in %s; retry",
+					e.eps, ErrConflict, conflicts, e.cfg.Timeout)
+			}
+			return e.explain(transient)
 		}
 	}
 }
@@ -223,6 +252,8 @@ type etcdTx struct {
 	writes  map[string][]byte
 	deletes map[string]bool // buckets with deletes
 	err     error           // first failed read: the transaction is void
+
+	ncmps, nops int // of a refused commit
 }
 
 type span struct{ from, to string }
@@ -236,7 +267,9 @@ func (t *etcdTx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetRespon
 	if t.rev != 0 {
 		opts = append(opts, clientv3.WithRev(t.rev))
 	}
-	resp, err := t.e.cli.Get(t.ctx, key, opts...)
+	ctx, cancel := t.e.rpc(t.ctx)
+	defer cancel()
+	resp, err := t.e.cli.Get(ctx, key, opts...)
 	if err != nil {
 		t.err = err
 		return nil, err
@@ -460,7 +493,9 @@ func (t *etcdTx) commit() (bool, error) {
 		ops = append(ops, clientv3.OpPut(t.e.deleted(b), ""))
 	}
 	ops = append(ops, clientv3.OpPut(marker, "", clientv3.WithLease(lease)))
-	resp, err := t.e.cli.Txn(t.ctx).If(cmps...).Then(ops...).Commit()
+	ctx, cancel := t.e.rpc(t.ctx)
+	defer cancel()
+	resp, err := t.e.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	switch {
 	case err == nil:
 		return resp.Succeeded, nil
@@ -468,14 +503,15 @@ func (t *etcdTx) commit() (bool, error) {
 		t.e.dropLease(lease)
 		return false, nil
 	case definite(err):
-		return false, t.e.txnError(err, len(cmps), len(ops))
+		t.ncmps, t.nops = len(cmps), len(ops)
+		return false, err
 	}
 	// The search for the outcome may use the time kept back after the
 	// call's deadline, which may be what cut the commit short.
 	deadline, _ := t.ctx.Deadline()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(t.e.probeTime()))
-	defer cancel()
-	return t.e.outcome(clientv3.WithRequireLeader(ctx), marker, lease, err)
+	octx, ocancel := context.WithDeadline(context.Background(), deadline.Add(t.e.probeTime()))
+	defer ocancel()
+	return t.e.outcome(clientv3.WithRequireLeader(octx), marker, lease, err)
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
@@ -488,6 +524,32 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
+// retryable errors changed nothing and may pass if tried again: reads the
+// client gave up on, no leader, a snapshot compacted away.
+// A request that ran out of its own time (not the call's) is one of them.
+func retryable(call context.Context, err error) bool {
+	switch {
+	case call.Err() != nil || errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return compacted(err) || errors.Is(err, rpctypes.ErrNoLeader) || !definite(err)
+}
+
+// retry runs one idempotent request until it succeeds, fails for good or the
+// call's time is up.
+func (e *Etcd) retry(call context.Context, op func(ctx context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := e.rpc(call)
+		err := op(ctx)
+		cancel()
+		if err == nil || !retryable(call, err) || backoff(call, min(attempt, 10)) != nil {
+			return err
+		}
+	}
+}
+
 func code(err error) codes.Code {
 	var ee rpctypes.EtcdError
 	if errors.As(err, &ee) {
@@ -496,8 +558,13 @@ func code(err error) codes.Code {
 	return status.Code(err)
 }
 
-// definite errors are refusals: the request was not applied.
+// definite errors are refusals: the request was not applied. Without a
+// leader a member refuses every request that requires one (all of ours) up
+// front.
 func definite(err error) bool {
+	if errors.Is(err, rpctypes.ErrNoLeader) {
+		return true
+	}
 	switch code(err) {
 	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated,
 		codes.NotFound, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted:
@@ -511,21 +578,20 @@ func definite(err error) bool {
 // good (its compare then fails), finding it there means it was applied.
 func (e *Etcd) outcome(ctx context.Context, marker string, lease clientv3.LeaseID, lost error) (bool, error) {
 	for attempt := 1; ; attempt++ {
-		resp, err := e.cli.Txn(ctx).
+		rctx, cancel := e.rpc(ctx)
+		resp, err := e.cli.Txn(rctx).
 			If(clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
 			Then(clientv3.OpPut(marker, "void", clientv3.WithLease(lease))).
 			Else(clientv3.OpGet(marker)).Commit()
+		cancel()
 		if err == nil {
 			if resp.Succeeded {
-				return false, nil
+				return false, lost // voided: tried again like any refusal
 			}
 			kvs := resp.Responses[0].GetResponseRange().Kvs
 			return len(kvs) > 0 && len(kvs[0].Value) == 0, nil
 		}
-		if definite(err) {
-			break
-		}
-		if backoff(ctx, attempt) != nil {
+		if definite(err) && !errors.Is(err, rpctypes.ErrNoLeader) || backoff(ctx, min(attempt, 10)) != nil {
 			break
 		}
 	}
@@ -548,7 +614,9 @@ func (e *Etcd) markerLease(ctx context.Context) (clientv3.LeaseID, error) {
 	}
 	ttl := 3 * e.cfg.Timeout
 	began := time.Now()
-	resp, err := e.cli.Grant(ctx, int64(math.Ceil(ttl.Seconds())))
+	rctx, cancel := e.rpc(ctx)
+	defer cancel()
+	resp, err := e.cli.Grant(rctx, int64(math.Ceil(ttl.Seconds())))
 	if err != nil {
 		return 0, err
 	}
@@ -590,7 +658,7 @@ func (e *Etcd) explain(err error) error {
 			e.eps, e.cfg.Username, e.cfg.Prefix, err)
 	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrUserEmpty):
 		return fmt.Errorf("etcd at %s: authentication of user %q failed; check --user and --password: %w", e.eps, e.cfg.Username, err)
-	case definite(err):
+	case definite(err) && !errors.Is(err, rpctypes.ErrNoLeader):
 		return fmt.Errorf("etcd at %s: %w", e.eps, err)
 	}
 	reachable, leaderless, why := e.probe()
@@ -606,9 +674,12 @@ func (e *Etcd) explain(err error) error {
 	var state string
 	switch {
 	case reachable == 0:
-		state = fmt.Sprintf("no member answers (%s)", why)
-		return &unavailable{fmt.Sprintf("etcd at %s: %s; check that etcd runs there and the endpoints and TLS options (--cacert, --cert, --key) are right: %v",
-			e.eps, state, cause), err}
+		msg := fmt.Sprintf("etcd at %s: no member answers (%s); check that etcd runs there and that the endpoints and --cacert, --cert, --key are right",
+			e.eps, why)
+		if ou != nil {
+			msg += ": " + cause.Error()
+		}
+		return &unavailable{msg, err}
 	case reachable <= n/2 || leaderless:
 		state = fmt.Sprintf("no quorum (%d of %d members unreachable", n-reachable, n)
 		if leaderless {
@@ -638,10 +709,27 @@ func (e *Etcd) probe() (reachable int, leaderless bool, why string) {
 		leader uint64
 		err    error
 	}
+	// etcd's client waits for a connection until the deadline and then
+	// reports only that; a plain gRPC request fails at once with the reason
+	// a member refused (a TLS handshake, a closed port).
+	creds := insecure.NewCredentials()
+	if e.cc.TLS != nil {
+		creds = credentials.NewTLS(e.cc.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if e.cfg.DialContext != nil {
+		opts = append(opts, grpc.WithContextDialer(e.cfg.DialContext))
+	}
 	answers := make(chan answer, len(e.cfg.Endpoints))
 	for _, ep := range e.cfg.Endpoints {
 		go func() {
-			resp, err := e.cli.Status(ctx, ep)
+			conn, err := grpc.NewClient("passthrough:///"+ep, opts...)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer conn.Close()
+			resp, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{})
 			if err != nil {
 				answers <- answer{err: err}
 				return
@@ -672,7 +760,7 @@ func shortError(err error) string {
 		if i := strings.LastIndex(msg, "desc = "); i >= 0 {
 			msg = msg[i+len("desc = "):]
 		}
-		return strings.TrimSpace(msg)
+		return strings.Trim(strings.TrimSpace(msg), `"`)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "no answer"

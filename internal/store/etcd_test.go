@@ -1,15 +1,27 @@
 package store
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ctnet/ctnet/internal/store/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 var prefixSeq atomic.Int64
+
+func newPrefix() string { return fmt.Sprintf("/test%d/", prefixSeq.Add(1)) }
 
 // openEtcd opens a client of c under a prefix of its own, so tests can share
 // a cluster without seeing each other's keys.
@@ -17,7 +29,7 @@ func openEtcd(t testing.TB, c *etcdtest.Cluster, change ...func(*EtcdConfig)) *E
 	t.Helper()
 	cfg := EtcdConfig{
 		Endpoints:   c.Endpoints(),
-		Prefix:      fmt.Sprintf("/test%d/", prefixSeq.Add(1)),
+		Prefix:      newPrefix(),
 		DialContext: c.Dial,
 		Timeout:     5 * time.Second,
 	}
@@ -32,7 +44,787 @@ func openEtcd(t testing.TB, c *etcdtest.Cluster, change ...func(*EtcdConfig)) *E
 	return e
 }
 
+// hosts are n separate clients of one state, as n ctnet hosts would be.
+func hosts(t testing.TB, c *etcdtest.Cluster, n int) []*Etcd {
+	prefix := newPrefix()
+	var hs []*Etcd
+	for range n {
+		hs = append(hs, openEtcd(t, c, func(cfg *EtcdConfig) { cfg.Prefix = prefix }))
+	}
+	return hs
+}
+
 func TestEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
 	Suite(t, func(t *testing.T) Store { return openEtcd(t, c) })
+	// Pages of three keys put page boundaries everywhere.
+	t.Run("SmallPages", func(t *testing.T) {
+		Suite(t, func(t *testing.T) Store { e := openEtcd(t, c); e.pageSize = 3; return e })
+	})
+}
+
+// TestEtcdContention: several hosts, each with several goroutines, change one
+// counter and allocate from one pool at once.
+func TestEtcdContention(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	const nhosts, workers = 3, 6
+	t.Run("Counter", func(t *testing.T) {
+		hs := hosts(t, c, nhosts)
+		const each = 8
+		var wg sync.WaitGroup
+		for _, h := range hs {
+			for range workers {
+				wg.Go(func() {
+					for range each {
+						err := h.Update(func(tx Tx) error {
+							n, _ := strconv.Atoi(string(tx.Get(Meta, "n")))
+							return tx.Put(Meta, "n", []byte(strconv.Itoa(n+1)))
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if got, want := get(t, hs[0], Meta, "n"), strconv.Itoa(nhosts*workers*each); got != want {
+			t.Errorf("counter = %s, want %s (lost updates)", got, want)
+		}
+	})
+	t.Run("AddressPool", func(t *testing.T) {
+		hs := hosts(t, c, nhosts)
+		const size = 40
+		full := errors.New("pool full")
+		// Half the workers find a free address by scanning the leases,
+		// half by looking addresses up one by one: both kinds of read
+		// must conflict.
+		alloc := func(h *Etcd, owner string, scan bool) (string, error) {
+			var got string
+			err := h.Update(func(tx Tx) error {
+				got = ""
+				taken := map[string]bool{}
+				if scan {
+					tx.ForEach(Leases, "pool/", func(k string, _ []byte) error { taken[k] = true; return nil })
+				}
+				for i := 1; i <= size; i++ {
+					k := fmt.Sprintf("pool/10.1.0.%d", i)
+					if scan && !taken[k] || !scan && tx.Get(Leases, k) == nil {
+						got = k
+						return tx.Put(Leases, k, []byte(owner))
+					}
+				}
+				return full
+			})
+			return got, err
+		}
+		var mu sync.Mutex
+		leased := map[string]string{}
+		var wg sync.WaitGroup
+		for i, h := range hs {
+			for w := range workers {
+				wg.Go(func() {
+					for n := 0; ; n++ {
+						owner := fmt.Sprintf("h%d-w%d-%d", i, w, n)
+						k, err := alloc(h, owner, w%2 == 0)
+						if errors.Is(err, full) {
+							return
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						if prev, dup := leased[k]; dup {
+							t.Errorf("%s given to %s and %s", k, prev, owner)
+						}
+						leased[k] = owner
+						mu.Unlock()
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if len(leased) != size {
+			t.Errorf("%d addresses allocated, want %d", len(leased), size)
+		}
+		stored := map[string]string{}
+		hs[1].View(func(tx Tx) error {
+			return tx.ForEach(Leases, "", func(k string, v []byte) error { stored[k] = string(v); return nil })
+		})
+		if fmt.Sprint(stored) != fmt.Sprint(leased) {
+			t.Errorf("stored leases differ from those handed out:\nstored %v\nhanded %v", stored, leased)
+		}
+	})
+}
+
+// race runs two transactions whose first runs both read before either
+// commits, and returns how often each function ran.
+func race(t *testing.T, a, b *Etcd, fa, fb func(tx Tx) error) (int, int) {
+	t.Helper()
+	var both sync.WaitGroup
+	both.Add(2)
+	run := func(s *Etcd, fn func(Tx) error, runs *int) {
+		err := s.Update(func(tx Tx) error {
+			*runs++
+			err := fn(tx)
+			if *runs == 1 {
+				both.Done()
+				both.Wait()
+			}
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var ra, rb int
+	var wg sync.WaitGroup
+	wg.Go(func() { run(a, fa, &ra) })
+	wg.Go(func() { run(b, fb, &rb) })
+	wg.Wait()
+	return ra, rb
+}
+
+func count(tx Tx, bucket, prefix string) int {
+	n := 0
+	tx.ForEach(bucket, prefix, func(string, []byte) error { n++; return nil })
+	return n
+}
+
+func TestEtcdSerialisable(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	// Two hosts each take the network's single VTEP slot if nobody has:
+	// the key each inserts is not one the other read, only a range was.
+	t.Run("PhantomInsert", func(t *testing.T) {
+		hs := hosts(t, c, 2)
+		insertIfEmpty := func(key string) func(Tx) error {
+			return func(tx Tx) error {
+				if count(tx, Leases, "net/") == 0 {
+					return tx.Put(Leases, "net/"+key, []byte(key))
+				}
+				return nil
+			}
+		}
+		ra, rb := race(t, hs[0], hs[1], insertIfEmpty("a"), insertIfEmpty("b"))
+		if got := collect(t, hs[0], Leases, "net/"); len(got) != 1 {
+			t.Errorf("both inserted: %q", got)
+		}
+		if ra+rb != 3 {
+			t.Errorf("runs %d and %d, want one retry", ra, rb)
+		}
+	})
+	// Each deletes its own key if another is left: one must stay.
+	t.Run("PhantomDelete", func(t *testing.T) {
+		hs := hosts(t, c, 2)
+		mustUpdate(t, hs[0], func(tx Tx) error {
+			tx.Put(Leases, "net/a", nil)
+			return tx.Put(Leases, "net/b", nil)
+		})
+		deleteIfNotLast := func(key string) func(Tx) error {
+			return func(tx Tx) error {
+				if count(tx, Leases, "net/") > 1 {
+					return tx.Delete(Leases, "net/"+key)
+				}
+				return nil
+			}
+		}
+		race(t, hs[0], hs[1], deleteIfNotLast("a"), deleteIfNotLast("b"))
+		if got := collect(t, hs[0], Leases, "net/"); len(got) != 1 {
+			t.Errorf("keys left: %q, want one", got)
+		}
+	})
+	// x+y >= 1 holds if each transaction zeroes its own only when both are set.
+	t.Run("WriteSkew", func(t *testing.T) {
+		hs := hosts(t, c, 2)
+		mustUpdate(t, hs[0], func(tx Tx) error {
+			tx.Put(Meta, "x", []byte("1"))
+			return tx.Put(Meta, "y", []byte("1"))
+		})
+		zero := func(mine string) func(Tx) error {
+			return func(tx Tx) error {
+				if string(tx.Get(Meta, "x")) == "1" && string(tx.Get(Meta, "y")) == "1" {
+					return tx.Put(Meta, mine, []byte("0"))
+				}
+				return nil
+			}
+		}
+		race(t, hs[0], hs[1], zero("x"), zero("y"))
+		if get(t, hs[0], Meta, "x") == "0" && get(t, hs[0], Meta, "y") == "0" {
+			t.Error("both zeroed")
+		}
+	})
+	// Reads after another transaction's commit still see the snapshot of
+	// the first read.
+	t.Run("Snapshot", func(t *testing.T) {
+		hs := hosts(t, c, 2)
+		mustUpdate(t, hs[0], func(tx Tx) error {
+			tx.Put(Meta, "x", []byte("1"))
+			return tx.Put(Meta, "y", []byte("1"))
+		})
+		runs := 0
+		check := func(tx Tx) {
+			x := string(tx.Get(Meta, "x"))
+			if runs++; runs == 1 {
+				mustUpdate(t, hs[1], func(tx Tx) error {
+					tx.Put(Meta, "x", []byte("2"))
+					return tx.Put(Meta, "y", []byte("2"))
+				})
+			}
+			if y := string(tx.Get(Meta, "y")); x != y {
+				t.Errorf("run %d saw x=%s y=%s", runs, x, y)
+			}
+		}
+		hs[0].View(func(tx Tx) error { check(tx); return nil })
+		runs = 0
+		mustUpdate(t, hs[0], func(tx Tx) error {
+			check(tx)
+			return tx.Put(Meta, "z", nil)
+		})
+	})
+	// More reads than etcd allows compares in one Txn: still one commit,
+	// still a conflict when one of them changes.
+	t.Run("ManyReads", func(t *testing.T) {
+		hs := hosts(t, c, 2)
+		runs := 0
+		mustUpdate(t, hs[0], func(tx Tx) error {
+			runs++
+			for i := range 300 {
+				tx.Get(Leases, fmt.Sprintf("probe/%03d", i))
+			}
+			count(tx, Endpoints, "")
+			if runs == 1 {
+				mustUpdate(t, hs[1], func(tx Tx) error { return tx.Put(Leases, "probe/150", nil) })
+			}
+			return tx.Put(Meta, "done", nil)
+		})
+		if runs != 2 {
+			t.Errorf("ran %d times, want 2 (a read changed before the commit)", runs)
+		}
+	})
+	t.Run("TooManyChanges", func(t *testing.T) {
+		s := openEtcd(t, c)
+		err := s.Update(func(tx Tx) error {
+			for i := range 200 {
+				tx.Put(Leases, strconv.Itoa(i), nil)
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "--max-txn-ops") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("err = %v, want one line naming --max-txn-ops", err)
+		}
+		if got := collect(t, s, Leases, ""); len(got) != 0 {
+			t.Errorf("a refused transaction wrote %d keys", len(got))
+		}
+	})
+	// A snapshot compacted away under a transaction: it runs again.
+	t.Run("Compacted", func(t *testing.T) {
+		s := openEtcd(t, c)
+		runs := 0
+		mustUpdate(t, s, func(tx Tx) error {
+			tx.Get(Meta, "a")
+			if runs++; runs == 1 {
+				mustUpdate(t, s, func(tx Tx) error { return tx.Put(Meta, "other", nil) })
+				resp, err := s.cli.Get(context.Background(), "x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tx.Get(Meta, "b")
+			return tx.Put(Meta, "a", nil)
+		})
+		if runs != 2 {
+			t.Errorf("ran %d times, want 2", runs)
+		}
+	})
+	t.Run("BadNames", func(t *testing.T) {
+		s := openEtcd(t, c)
+		for _, b := range []string{"", "a/b", "~del", "/"} {
+			err := s.Update(func(tx Tx) error { return tx.Put(b, "k", nil) })
+			if err == nil {
+				t.Errorf("bucket %q accepted", b)
+			}
+		}
+		if err := s.Update(func(tx Tx) error { return tx.Put(Meta, "", nil) }); err == nil {
+			t.Error("empty key accepted")
+		}
+	})
+}
+
+// oneLine checks the shape of an error about an unhealthy cluster.
+func oneLine(t *testing.T, what string, err error, c *etcdtest.Cluster, words ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", what)
+		return
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("%s: error of several lines: %q", what, msg)
+	}
+	for _, w := range append([]string{"etcd at " + strings.Join(c.Endpoints(), ",")}, words...) {
+		if !strings.Contains(msg, w) {
+			t.Errorf("%s: error %q does not say %q", what, msg, w)
+		}
+	}
+}
+
+func TestEtcdQuorum(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	const timeout = 3 * time.Second
+	s := openEtcd(t, c, func(cfg *EtcdConfig) { cfg.Timeout = timeout })
+	mustUpdate(t, s, func(tx Tx) error { return tx.Put(Meta, "k", []byte("before")) })
+	c.CutQuorum()
+	calls := map[string]func() error{
+		"update": func() error {
+			return s.Update(func(tx Tx) error {
+				n, _ := strconv.Atoi(string(tx.Get(Meta, "n")))
+				tx.Put(Meta, "k", []byte("during"))
+				return tx.Put(Meta, "n", []byte(strconv.Itoa(n+1)))
+			})
+		},
+		"blind update": func() error { return s.Update(func(tx Tx) error { return tx.Put(Meta, "blind", nil) }) },
+		"view":         func() error { return s.View(func(tx Tx) error { tx.Get(Meta, "k"); return nil }) },
+		"session":      func() error { _, err := s.NewSession(time.Minute); return err },
+		"watch":        func() error { _, err := s.Watch(context.Background(), Meta, ""); return err },
+	}
+	for _, name := range slices.Sorted(mapKeys(calls)) {
+		began := time.Now()
+		err := calls[name]()
+		took := time.Since(began)
+		oneLine(t, name, err, c, "no quorum (2 of 3 members unreachable", "retry when the cluster is healthy")
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: %v is not ErrUnavailable", name, err)
+		}
+		// The bound is the configured one, with room for a loaded machine.
+		if took > timeout+time.Second {
+			t.Errorf("%s failed after %s, beyond its timeout %s", name, took, timeout)
+		}
+		t.Logf("%s: %v after %s", name, err, took.Round(time.Millisecond))
+	}
+	c.RestoreQuorum()
+	if got := get(t, s, Meta, "k"); got != "before" {
+		t.Errorf("k = %q after the failed update, want before", got)
+	}
+	if got := collect(t, s, Meta, ""); !slices.Equal(got, []string{"k"}) {
+		t.Errorf("keys after the failed calls: %q", got)
+	}
+	mustUpdate(t, s, func(tx Tx) error { return tx.Put(Meta, "k", []byte("after")) })
+	if got := get(t, s, Meta, "k"); got != "after" {
+		t.Errorf("k = %q after quorum came back", got)
+	}
+}
+
+func TestEtcdNoMember(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	s := openEtcd(t, c, func(cfg *EtcdConfig) { cfg.Timeout = 2 * time.Second })
+	c.Members[0].Kill()
+	err := s.Update(func(tx Tx) error { return tx.Put(Meta, "k", nil) })
+	oneLine(t, "update", err, c, "no member answers", "check that etcd runs there")
+	t.Log(err)
+}
+
+// TestEtcdMemberRestart: hosts keep changing a counter while members crash
+// and come back, the leader first.
+func TestEtcdMemberRestart(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	hs := hosts(t, c, 3)
+	var done atomic.Bool
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		for range 2 {
+			wg.Go(func() {
+				for !done.Load() {
+					err := h.Update(func(tx Tx) error {
+						n, _ := strconv.Atoi(string(tx.Get(Meta, "n")))
+						return tx.Put(Meta, "n", []byte(strconv.Itoa(n+1)))
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					ok.Add(1)
+				}
+			})
+		}
+	}
+	progress := func(what string) {
+		t.Helper()
+		from := ok.Load()
+		for deadline := time.Now().Add(20 * time.Second); ok.Load() < from+20; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress %s", what)
+			}
+		}
+	}
+	progress("at the start")
+	leader := leaderOf(t, c, hs[0])
+	leader.Kill()
+	progress("with the leader killed")
+	leader.Restart()
+	progress("after the leader came back")
+	other := c.Members[(slices.Index(c.Members, leader)+1)%3]
+	other.Stop()
+	progress("with a member stopped")
+	other.Restart()
+	progress("after it came back")
+	done.Store(true)
+	wg.Wait()
+	if got := get(t, hs[0], Meta, "n"); got != strconv.FormatInt(ok.Load(), 10) {
+		t.Errorf("counter = %s after %d successful increments", got, ok.Load())
+	}
+}
+
+func leaderOf(t *testing.T, c *etcdtest.Cluster, s *Etcd) *etcdtest.Member {
+	t.Helper()
+	for _, m := range c.Members {
+		resp, err := s.cli.Status(context.Background(), m.Endpoint)
+		if err == nil && resp.Leader == resp.Header.MemberId {
+			return m
+		}
+	}
+	t.Fatal("no leader")
+	return nil
+}
+
+func nextEvent(t *testing.T, events <-chan Event) Event {
+	t.Helper()
+	select {
+	case ev, ok := <-events:
+		if !ok {
+			t.Fatal("watch ended")
+		}
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
+	}
+	return Event{}
+}
+
+func describe(ev Event) string {
+	switch {
+	case ev.Synced:
+		return "synced"
+	case ev.Reset:
+		return "reset"
+	case ev.Deleted:
+		return "delete " + ev.Key
+	}
+	return "put " + ev.Key + "=" + string(ev.Value)
+}
+
+func expectEvents(t *testing.T, events <-chan Event, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if got := describe(nextEvent(t, events)); got != w {
+			t.Fatalf("event %q, want %q", got, w)
+		}
+	}
+}
+
+func TestEtcdWatch(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	s := openEtcd(t, c)
+	mustUpdate(t, s, func(tx Tx) error {
+		tx.Put("hosts", "a", []byte("1"))
+		tx.Put("hosts", "b", []byte{})
+		return tx.Put("hostsx", "c", []byte("other bucket"))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := s.Watch(ctx, "hosts", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, events, "put a=1", "put b=", "synced")
+	mustUpdate(t, s, func(tx Tx) error {
+		tx.Put("hostsx", "d", nil)
+		tx.Put("hosts", "c", []byte("3"))
+		return tx.Delete("hosts", "a")
+	})
+	expectEvents(t, events, "delete a", "put c=3")
+	cancel()
+	for range events {
+	}
+
+	// A watch that must resume from history compacted away starts over.
+	resp, _ := s.cli.Get(context.Background(), "x")
+	if _, err := s.cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	w := &watch{e: s, ctx: ctx, bk: s.bucketKey("hosts"), start: s.bucketKey("hosts"), out: make(chan Event)}
+	w.end = clientv3.GetPrefixRangeEnd(w.start)
+	w.rev = 1
+	go w.run(nil)
+	expectEvents(t, w.out, "reset", "put b=", "put c=3", "synced")
+	mustUpdate(t, s, func(tx Tx) error { return tx.Put("hosts", "e", nil) })
+	expectEvents(t, w.out, "put e=")
+}
+
+// TestEtcdSession: a host's record lives while the host does. The host here
+// is a separate process in the sandbox (this test binary again), reaching
+// etcd without help; killing it stops the lease's renewal.
+func TestEtcdSession(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	s := openEtcd(t, c)
+	events, err := s.Watch(t.Context(), "hosts", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, events, "synced")
+
+	const ttl = 2 * time.Second
+	holder := c.Sandbox.Host.Command(os.Args[0], "-test.run=^TestEtcdSessionHolder$")
+	holder.Env = append(os.Environ(), "CTNET_TEST_HOLDER="+strings.Join([]string{
+		strings.Join(c.Endpoints(), ","), s.cfg.Prefix, ttl.String()}, " "))
+	out, _ := holder.StdoutPipe()
+	holder.Stderr = os.Stderr
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("holder said %q, %v", line, err)
+	}
+	expectEvents(t, events, "put h2=vtep 10.99.0.2")
+	// Renewed: still there well past its TTL.
+	time.Sleep(2 * ttl)
+	if get(t, s, "hosts", "h2") == "" {
+		t.Fatal("the record of a live host vanished")
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	expectEvents(t, events, "delete h2")
+	if get(t, s, "hosts", "h2") != "" {
+		t.Error("record of a dead host still there")
+	}
+
+	// Closing a session removes its records at once.
+	sess, err := s.NewSession(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Put("hosts", "h1", []byte("me")); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, events, "put h1=me")
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, events, "delete h1")
+	select {
+	case <-sess.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("Done not closed after Close")
+	}
+}
+
+// TestEtcdSessionHolder is the host process of TestEtcdSession.
+func TestEtcdSessionHolder(t *testing.T) {
+	args := strings.Fields(os.Getenv("CTNET_TEST_HOLDER"))
+	if len(args) != 3 {
+		t.Skip("run by TestEtcdSession")
+	}
+	ttl, _ := time.ParseDuration(args[2])
+	s, err := OpenEtcd(EtcdConfig{Endpoints: strings.Split(args[0], ","), Prefix: args[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.NewSession(ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Put("hosts", "h2", []byte("vtep 10.99.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	select {
+	case <-sess.Done():
+		t.Fatal("session lost")
+	case <-time.After(time.Minute):
+	}
+}
+
+func TestEtcdTLS(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1, TLS: true})
+	good := func(cfg *EtcdConfig) { cfg.CACert, cfg.Cert, cfg.Key = c.CACert, c.ClientCert, c.ClientKey }
+	Suite(t, func(t *testing.T) Store { return openEtcd(t, c, good) })
+	t.Run("URL", func(t *testing.T) {
+		cfg, err := ParseEtcdURL("etcds://" + strings.Join(c.Endpoints(), ",") + "/tls/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.CACert, cfg.Cert, cfg.Key, cfg.DialContext = c.CACert, c.ClientCert, c.ClientKey, c.Dial
+		s, err := OpenEtcd(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		mustUpdate(t, s, func(tx Tx) error { return tx.Put(Meta, "k", nil) })
+	})
+	for _, tc := range []struct {
+		name   string
+		change func(*EtcdConfig)
+		says   string
+	}{
+		{"NoClientCert", func(cfg *EtcdConfig) { cfg.CACert = c.CACert }, "no member answers"},
+		{"UnknownCA", func(cfg *EtcdConfig) { cfg.TLS, cfg.Cert, cfg.Key = true, c.ClientCert, c.ClientKey }, "certificate signed by unknown authority"},
+		{"Plain", func(cfg *EtcdConfig) {}, "no member answers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openEtcd(t, c, tc.change, func(cfg *EtcdConfig) { cfg.Timeout = 2 * time.Second })
+			err := s.Update(func(tx Tx) error { return tx.Put(Meta, "k", nil) })
+			oneLine(t, tc.name, err, c, tc.says)
+			t.Log(err)
+		})
+	}
+}
+
+func TestEtcdAuth(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	admin := openEtcd(t, c)
+	ctx := context.Background()
+	prefix := "/auth/"
+	for _, step := range []func() error{
+		func() error { _, err := admin.cli.RoleAdd(ctx, "ctnet"); return err },
+		func() error {
+			_, err := admin.cli.RoleGrantPermission(ctx, "ctnet", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := admin.cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := admin.cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.cli.UserAdd(ctx, "ctnet", "secret"); return err },
+		func() error { _, err := admin.cli.UserGrantRole(ctx, "ctnet", "ctnet"); return err },
+		func() error { _, err := admin.cli.UserAdd(ctx, "nobody", "pw"); return err },
+		func() error { _, err := admin.cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as := func(user, pw string) func(*EtcdConfig) {
+		return func(cfg *EtcdConfig) { cfg.Prefix, cfg.Username, cfg.Password = prefix, user, pw }
+	}
+	s := openEtcd(t, c, as("ctnet", "secret"))
+	mustUpdate(t, s, func(tx Tx) error {
+		n := count(tx, Meta, "")
+		tx.Delete(Meta, "gone")
+		return tx.Put(Meta, "k", []byte(strconv.Itoa(n)))
+	})
+	sess, err := s.NewSession(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Put("hosts", "h1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := s.cfg
+	cfg.Password = "wrong"
+	_, err = OpenEtcd(cfg)
+	oneLine(t, "wrong password", err, c, `authentication of user "ctnet" failed; check --user and --password`)
+
+	nobody := openEtcd(t, c, as("nobody", "pw"))
+	err = nobody.Update(func(tx Tx) error { tx.Get(Meta, "k"); return tx.Put(Meta, "k", nil) })
+	oneLine(t, "no role", err, c, `permission denied to user "nobody" under /auth/`)
+}
+
+func TestParseEtcdURL(t *testing.T) {
+	for _, tc := range []struct {
+		in, eps, prefix string
+		tls             bool
+	}{
+		{"etcd://h1:2379,h2:2379,h3:2379", "h1:2379 h2:2379 h3:2379", "", false},
+		{"etcd://h1", "h1:2379", "", false},
+		{"ETCD://10.0.0.1:12379", "10.0.0.1:12379", "", false},
+		{"etcds://h1,h2:2000", "h1:2379 h2:2000", "", true},
+		{"etcd://[fd00::1]:2379,[fd00::2]", "[fd00::1]:2379 [fd00::2]:2379", "", false},
+		{"etcd://h1/", "h1:2379", "", false},
+		{"etcd://h1/lab", "h1:2379", "/lab/", false},
+		{"etcd://h1/lab/a/", "h1:2379", "/lab/a/", false},
+		{"etcd://etcd-1.example.org.:2379", "etcd-1.example.org.:2379", "", false},
+	} {
+		cfg, err := ParseEtcdURL(tc.in)
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if got := strings.Join(cfg.Endpoints, " "); got != tc.eps || cfg.Prefix != tc.prefix || cfg.TLS != tc.tls {
+			t.Errorf("%s: endpoints %q prefix %q tls %v", tc.in, got, cfg.Prefix, cfg.TLS)
+		}
+	}
+	for _, in := range []string{
+		"", "h1:2379", "http://h1:2379", "etcd:/h1", "etcd://", "etcd:///prefix",
+		"etcd://h1,", "etcd://,h1", "etcd://h1,,h2", "etcd://h1:", "etcd://h1:0", "etcd://h1:65536",
+		"etcd://h1:x", "etcd://h1:02379", "etcd://:2379", "etcd://fd00::1", "etcd://[h1]:2379",
+		"etcd://[10.0.0.1]:2379", "etcd://[fd00::1", "etcd://h_1", "etcd://-h1", "etcd://h1..",
+		"etcd://user:pw@h1", "etcd://h1?cacert=x", "etcd://h1#x", "etcd://h1,h1", "etcd://h1:2379,h1",
+		"etcd://h1//x", "etcd://h1/a b", "etcd://h1 h2", "etcd://h1:2379:2379",
+	} {
+		if cfg, err := ParseEtcdURL(in); err == nil {
+			t.Errorf("%q accepted: %+v", in, cfg)
+		} else if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "want etcd://") {
+			t.Errorf("%q: error %q does not show the form", in, err)
+		}
+	}
+}
+
+func TestOpenEtcdRefuses(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+	ep := []string{"10.99.0.1:2379"}
+	for _, tc := range []struct {
+		cfg  EtcdConfig
+		says string
+	}{
+		{EtcdConfig{}, "no endpoint"},
+		{EtcdConfig{Endpoints: ep, Prefix: "ctnet"}, "must start and end with /"},
+		{EtcdConfig{Endpoints: ep, Username: "u"}, "--user and --password go together"},
+		{EtcdConfig{Endpoints: ep, Cert: "c.pem"}, "--cert and --key go together"},
+		{EtcdConfig{Endpoints: ep, CACert: filepath.Join(dir, "missing.pem")}, "--cacert"},
+		{EtcdConfig{Endpoints: ep, CACert: notPEM}, "no PEM certificate"},
+		{EtcdConfig{Endpoints: ep, Cert: notPEM, Key: notPEM}, "--cert"},
+	} {
+		_, err := OpenEtcd(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%+v: err %v, want one saying %q", tc.cfg, err, tc.says)
+		}
+	}
+}
+
+// BenchmarkUpdate is one small read-modify-write transaction.
+func BenchmarkUpdate(b *testing.B) {
+	incr := func(tx Tx) error {
+		n, _ := strconv.Atoi(string(tx.Get(Meta, "n")))
+		return tx.Put(Meta, "n", []byte(strconv.Itoa(n+1)))
+	}
+	run := func(b *testing.B, s Store) {
+		for b.Loop() {
+			if err := s.Update(incr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("bolt", func(b *testing.B) {
+		dir := b.TempDir()
+		s, err := OpenBolt(filepath.Join(dir, "root"), filepath.Join(dir, "run"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, s)
+	})
+	b.Run("etcd-1", func(b *testing.B) {
+		run(b, openEtcd(b, etcdtest.Start(b, etcdtest.Options{Members: 1})))
+	})
 }

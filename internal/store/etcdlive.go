@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -25,7 +27,11 @@ func (e *Etcd) NewSession(ttl time.Duration) (*Session, error) {
 	ctx, cancel := e.call()
 	defer cancel()
 	secs := max(1, int(math.Ceil(ttl.Seconds())))
-	resp, err := e.cli.Grant(ctx, int64(secs))
+	var resp *clientv3.LeaseGrantResponse
+	err := e.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = e.cli.Grant(ctx, int64(secs))
+		return err
+	})
 	if err != nil {
 		return nil, e.explain(err)
 	}
@@ -50,7 +56,11 @@ func (s *Session) Put(bucket, key string, value []byte) error {
 	}
 	ctx, cancel := s.e.call()
 	defer cancel()
-	if _, err := s.e.cli.Put(ctx, s.e.bucketKey(bucket)+key, string(value), clientv3.WithLease(s.s.Lease())); err != nil {
+	err := s.e.retry(ctx, func(ctx context.Context) error {
+		_, err := s.e.cli.Put(ctx, s.e.bucketKey(bucket)+key, string(value), clientv3.WithLease(s.s.Lease()))
+		return err
+	})
+	if err != nil {
 		return s.e.explain(err)
 	}
 	return nil
@@ -66,7 +76,11 @@ func (s *Session) Close() error {
 	s.s.Orphan()
 	ctx, cancel := s.e.call()
 	defer cancel()
-	if _, err := s.e.cli.Revoke(ctx, s.s.Lease()); err != nil {
+	err := s.e.retry(ctx, func(ctx context.Context) error {
+		_, err := s.e.cli.Revoke(ctx, s.s.Lease())
+		return err
+	})
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return s.e.explain(err)
 	}
 	return nil
@@ -96,7 +110,11 @@ func (e *Etcd) Watch(ctx context.Context, bucket, prefix string) (<-chan Event, 
 	w := &watch{e: e, ctx: ctx, bk: bk, start: bk + prefix, out: make(chan Event, 64)}
 	w.end = clientv3.GetPrefixRangeEnd(w.start)
 	cctx, cancel := e.call()
-	first, err := w.list(cctx)
+	var first []Event
+	err := e.retry(cctx, func(ctx context.Context) (err error) {
+		first, err = w.list(ctx)
+		return err
+	})
 	cancel()
 	if err != nil {
 		return nil, e.explain(err)
