@@ -161,25 +161,25 @@ func checkBucket(bucket string) error {
 	return nil
 }
 
+// View runs fn once, on one snapshot. A read that fails is tried again
+// within Timeout; a snapshot compacted away under a long View is an error.
 func (e *Etcd) View(fn func(Tx) error) error {
 	ctx, cancel := e.call()
 	defer cancel()
-	for attempt := 1; ; attempt++ {
-		t := e.newTx(ctx, false)
-		err := fn(t)
-		if t.err == nil {
-			return err
-		}
-		if !retryable(ctx, t.err) || backoff(ctx, min(attempt, 10)) != nil {
-			return e.explain(t.err)
-		}
+	t := e.newTx(ctx, false)
+	err := fn(t)
+	if t.err != nil {
+		return e.explain(t.err)
 	}
+	return err
 }
 
-// Update retries, on a fresh snapshot, after a conflict (at most
-// MaxAttempts runs) and after a refusal that changed nothing and may pass
-// later (no leader during an election, a compacted snapshot), until the
-// call's deadline.
+// Update runs fn on a snapshot and commits its writes if nothing fn read
+// has changed since; otherwise it runs fn again on a new snapshot, up to
+// MaxAttempts times (then ErrConflict). Requests refused without effect (no
+// leader during an election) or cut short (a member died) are tried again,
+// and a commit whose answer was lost is resolved, all within Timeout (then
+// ErrUnavailable). fn's own error ends Update at once with nothing written.
 func (e *Etcd) Update(fn func(Tx) error) error {
 	ctx, cancel := e.call()
 	defer cancel()
@@ -190,8 +190,9 @@ func (e *Etcd) Update(fn func(Tx) error) error {
 		switch {
 		case t.err != nil:
 			// The function saw a failed read as a missing key: whatever it
-			// decided from that is void.
-			if !retryable(ctx, t.err) {
+			// decided from that is void. Only a snapshot compacted away is
+			// worth another run; other reads were retried already.
+			if !compacted(t.err) {
 				return e.explain(t.err)
 			}
 			transient = t.err
@@ -267,9 +268,13 @@ func (t *etcdTx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetRespon
 	if t.rev != 0 {
 		opts = append(opts, clientv3.WithRev(t.rev))
 	}
-	ctx, cancel := t.e.rpc(t.ctx)
-	defer cancel()
-	resp, err := t.e.cli.Get(ctx, key, opts...)
+	// A read at a fixed revision is repeatable: a failed one is tried again
+	// (during an election, say) without running the function again.
+	var resp *clientv3.GetResponse
+	err := t.e.retry(t.ctx, func(ctx context.Context) (err error) {
+		resp, err = t.e.cli.Get(ctx, key, opts...)
+		return err
+	})
 	if err != nil {
 		t.err = err
 		return nil, err
@@ -524,9 +529,9 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// retryable errors changed nothing and may pass if tried again: reads the
-// client gave up on, no leader, a snapshot compacted away.
-// A request that ran out of its own time (not the call's) is one of them.
+// retryable errors may pass if the request is tried again: no leader, a
+// member gone, a request that ran out of its own time (not the call's).
+// A commit among them has been resolved as not applied first.
 func retryable(call context.Context, err error) bool {
 	switch {
 	case call.Err() != nil || errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.Canceled):
@@ -534,7 +539,7 @@ func retryable(call context.Context, err error) bool {
 	case errors.Is(err, context.DeadlineExceeded):
 		return true
 	}
-	return compacted(err) || errors.Is(err, rpctypes.ErrNoLeader) || !definite(err)
+	return errors.Is(err, rpctypes.ErrNoLeader) || !definite(err)
 }
 
 // retry runs one idempotent request until it succeeds, fails for good or the
@@ -588,8 +593,11 @@ func (e *Etcd) outcome(ctx context.Context, marker string, lease clientv3.LeaseI
 			if resp.Succeeded {
 				return false, lost // voided: tried again like any refusal
 			}
-			kvs := resp.Responses[0].GetResponseRange().Kvs
-			return len(kvs) > 0 && len(kvs[0].Value) == 0, nil
+			// Our commit's marker is empty; "void" is an earlier search's.
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && len(kvs[0].Value) == 0 {
+				return true, nil
+			}
+			return false, lost
 		}
 		if definite(err) && !errors.Is(err, rpctypes.ErrNoLeader) || backoff(ctx, min(attempt, 10)) != nil {
 			break

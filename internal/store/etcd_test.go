@@ -2,9 +2,11 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -827,4 +829,96 @@ func BenchmarkUpdate(b *testing.B) {
 	b.Run("etcd-1", func(b *testing.B) {
 		run(b, openEtcd(b, etcdtest.Start(b, etcdtest.Options{Members: 1})))
 	})
+}
+
+// cutter makes connections that close right after sending a commit (a
+// request naming a commit marker) while armed: the commit may or may not
+// reach the member, and its answer is lost either way.
+type cutter struct {
+	dial  func(context.Context, string) (net.Conn, error)
+	armed atomic.Bool
+	cuts  atomic.Int64
+}
+
+type cutConn struct {
+	net.Conn
+	c *cutter
+}
+
+func (c *cutter) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := c.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &cutConn{conn, c}, nil
+}
+
+func (c *cutConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if bytes.Contains(p, []byte(reserved+"txn/")) && c.c.armed.CompareAndSwap(true, false) {
+		c.c.cuts.Add(1)
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// TestEtcdLostCommit: every commit's answer is lost, and each Update still
+// takes effect exactly once.
+func TestEtcdLostCommit(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	cut := &cutter{dial: c.Dial}
+	s := openEtcd(t, c, func(cfg *EtcdConfig) { cfg.DialContext = cut.Dial })
+	const n = 10
+	runs := 0
+	for range n {
+		cut.armed.Store(true)
+		mustUpdate(t, s, func(tx Tx) error {
+			runs++
+			k, _ := strconv.Atoi(string(tx.Get(Meta, "n")))
+			return tx.Put(Meta, "n", []byte(strconv.Itoa(k+1)))
+		})
+	}
+	if got := get(t, s, Meta, "n"); got != strconv.Itoa(n) {
+		t.Errorf("counter = %s after %d updates", got, n)
+	}
+	if cut.cuts.Load() != n {
+		t.Errorf("%d commits cut, want %d", cut.cuts.Load(), n)
+	}
+	t.Logf("%d updates, %d runs: %d lost commits were applied, %d voided and run again", n, runs, 2*n-runs, runs-n)
+}
+
+// TestEtcdOutcome: the two ends of a lost commit's resolution.
+func TestEtcdOutcome(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	s := openEtcd(t, c)
+	ctx := context.Background()
+	lease, err := s.markerLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := errors.New("answer lost")
+	marker := func(n int) string { return fmt.Sprintf("%s%stxn/test/%d", s.cfg.Prefix, reserved, n) }
+	commit := func(m string) bool {
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(m), "=", 0)).
+			Then(clientv3.OpPut(m, "", clientv3.WithLease(lease))).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Succeeded
+	}
+	// Applied before its answer was lost: found.
+	commit(marker(1))
+	if applied, err := s.outcome(ctx, marker(1), lease, lost); !applied || err != nil {
+		t.Errorf("applied commit: outcome %v, %v", applied, err)
+	}
+	// Not applied yet: voided, so that it can never apply later.
+	if applied, err := s.outcome(ctx, marker(2), lease, lost); applied || err != lost {
+		t.Errorf("unapplied commit: outcome %v, %v", applied, err)
+	}
+	if commit(marker(2)) {
+		t.Error("a voided commit applied late")
+	}
+	if applied, err := s.outcome(ctx, marker(2), lease, lost); applied || err != lost {
+		t.Errorf("asked again: outcome %v, %v", applied, err)
+	}
 }

@@ -243,11 +243,19 @@ func (m *Member) Restart() {
 }
 
 // CutQuorum stops a majority of the members, leaving the first one (of
-// three) running without a leader, and returns those it stopped.
+// three) running, and returns once the members left know they have no
+// leader: until then a leader could still take a request it will never
+// commit (or commit once quorum is back).
 func (c *Cluster) CutQuorum() []*Member {
+	c.t.Helper()
 	stopped := c.Members[len(c.Members)-(len(c.Members)/2+1):]
 	for _, m := range stopped {
 		m.Stop()
+	}
+	for _, m := range c.Members {
+		if m.Running() {
+			m.waitHealth(false)
+		}
 	}
 	return stopped
 }
@@ -277,6 +285,11 @@ func (c *Cluster) WaitHealthy() {
 // WaitHealthy waits up to 30 s for the member to report itself healthy.
 func (m *Member) WaitHealthy() {
 	m.c.t.Helper()
+	m.waitHealth(true)
+}
+
+func (m *Member) waitHealth(healthy bool) {
+	m.c.t.Helper()
 	scheme := "http"
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return m.c.Dial(ctx, addr) }}
 	if m.c.tls != nil {
@@ -298,12 +311,12 @@ func (m *Member) WaitHealthy() {
 		}
 		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
 		resp.Body.Close()
-		if strings.Contains(line, `"health":"true"`) {
+		if strings.Contains(line, `"health":"true"`) == healthy {
 			return
 		}
 		last = line
 	}
-	m.c.t.Fatalf("etcd member %s not healthy within 30s: %s\n%s", m.Name, last, tail(m.logPath))
+	m.c.t.Fatalf("etcd member %s not healthy=%v within 30s: %s\n%s", m.Name, healthy, last, tail(m.logPath))
 }
 
 func (m *Member) exitedCh() <-chan struct{} {
