@@ -126,11 +126,7 @@ func OpenEtcd(cfg EtcdConfig) (*Etcd, error) {
 }
 
 // Close ends the client. Sessions made from it end too.
-func (e *Etcd) Close() error {
-	e.mu.Lock()
-	e.mu.Unlock()
-	return e.cli.Close()
-}
+func (e *Etcd) Close() error { return e.cli.Close() }
 
 // Endpoints are the members this client talks to.
 func (e *Etcd) Endpoints() []string { return slices.Clone(e.cfg.Endpoints) }

@@ -626,6 +626,24 @@ func TestEtcdSession(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("Done not closed after Close")
 	}
+
+	// A session that stopped renewing (as one cut off from the cluster
+	// longer than its TTL) says so when used.
+	sess, err = s.NewSession(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.s.Orphan()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err = sess.Put("hosts", "h3", nil)
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		sess.s.Client().Delete(t.Context(), s.bucketKey("hosts")+"h3")
+	}
+	if err == nil || !strings.Contains(err.Error(), "the session has expired") {
+		t.Errorf("put under an expired session: %v", err)
+	}
 }
 
 // TestEtcdSessionHolder is the host process of TestEtcdSession.
@@ -826,9 +844,11 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 		run(b, s)
 	})
-	b.Run("etcd-1", func(b *testing.B) {
-		run(b, openEtcd(b, etcdtest.Start(b, etcdtest.Options{Members: 1})))
-	})
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("etcd-%d", n), func(b *testing.B) {
+			run(b, openEtcd(b, etcdtest.Start(b, etcdtest.Options{Members: n})))
+		})
+	}
 }
 
 // cutter makes connections that close right after sending a commit (a

@@ -60,6 +60,10 @@ func (s *Session) Put(bucket, key string, value []byte) error {
 		_, err := s.e.cli.Put(ctx, s.e.bucketKey(bucket)+key, string(value), clientv3.WithLease(s.s.Lease()))
 		return err
 	})
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("etcd at %s: put %s/%s: the session has expired (the cluster was out of reach longer than its TTL); make a new session",
+			s.e.eps, bucket, key)
+	}
 	if err != nil {
 		return s.e.explain(err)
 	}

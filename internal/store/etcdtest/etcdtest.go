@@ -1,7 +1,7 @@
 // Package etcdtest starts real etcd clusters for tests: Debian's etcd
 // binary, one process per member, inside a sandbox network namespace (never
 // the machine's). Each member listens on an address of its own on the
-// sandbox's loopback and keeps its data in the sandbox's private tmpfs, so a
+// sandbox's loopback and keeps its data in a directory of the test's, so a
 // restarted member finds its data again. Tests reach the members through
 // Dial, which opens sockets inside the sandbox.
 package etcdtest
@@ -68,7 +68,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	s := sandbox.New(t)
 	c := &Cluster{t: t, Sandbox: s}
-	logs := t.TempDir()
+	logs, data := t.TempDir(), t.TempDir()
 	if opts.TLS {
 		c.makeCerts(t.TempDir(), opts.Members)
 	}
@@ -76,7 +76,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i := range opts.Members {
 		m := &Member{c: c, Name: fmt.Sprintf("m%d", i+1), Addr: fmt.Sprintf("10.99.0.%d", i+1)}
 		m.Endpoint = m.Addr + ":2379"
-		m.dataDir = filepath.Join(s.RunRoot, "etcd", m.Name)
+		m.dataDir = filepath.Join(data, m.Name)
 		m.logPath = filepath.Join(logs, m.Name+".log")
 		s.Host.MustRun("ip", "addr", "add", m.Addr+"/32", "dev", "lo")
 		peers = append(peers, fmt.Sprintf("%s=http://%s:2380", m.Name, m.Addr))
