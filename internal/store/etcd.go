@@ -667,33 +667,32 @@ func (e *Etcd) explain(err error) error {
 	}
 	reachable, leaderless, why := e.probe()
 	n := len(e.cfg.Endpoints)
-	cause := err
-	if errors.Is(err, context.DeadlineExceeded) {
-		cause = fmt.Errorf("no answer within %s", e.cfg.Timeout)
-	}
-	var ou *outcomeUnknown
-	if errors.As(err, &ou) {
-		cause = fmt.Errorf("whether the last change was made is unknown (%v)", shortError(ou.lost))
-	}
-	var state string
+	var state, hint string
 	switch {
 	case reachable == 0:
-		msg := fmt.Sprintf("etcd at %s: no member answers (%s); check that etcd runs there and that the endpoints and --cacert, --cert, --key are right",
-			e.eps, why)
-		if ou != nil {
-			msg += ": " + cause.Error()
-		}
-		return &unavailable{msg, err}
+		state = fmt.Sprintf("no member answers (%s)", why)
+		hint = "check that etcd runs there and that the endpoints and --cacert, --cert, --key are right"
 	case reachable <= n/2 || leaderless:
 		state = fmt.Sprintf("no quorum (%d of %d members unreachable", n-reachable, n)
 		if leaderless {
 			state += ", no leader"
 		}
 		state += ")"
+		hint = "retry when the cluster is healthy"
 	default:
-		state = "the cluster is slow or electing a leader"
+		state, hint = "the cluster is slow or electing a leader", "retry"
 	}
-	return &unavailable{fmt.Sprintf("etcd at %s: %s; retry when the cluster is healthy: %v", e.eps, state, cause), err}
+	cause := shortError(err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		cause = fmt.Sprintf("no answer within %s", e.cfg.Timeout)
+	}
+	var ou *outcomeUnknown
+	if errors.As(err, &ou) {
+		// The engine must look before it undoes anything.
+		state += "; the last change may or may not have been made (its answer was lost)"
+		cause = shortError(ou.lost)
+	}
+	return &unavailable{fmt.Sprintf("etcd at %s: %s; %s: %s", e.eps, state, hint, cause), err}
 }
 
 type unavailable struct {

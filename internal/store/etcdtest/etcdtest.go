@@ -7,10 +7,10 @@
 package etcdtest
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -254,7 +254,7 @@ func (c *Cluster) CutQuorum() []*Member {
 	}
 	for _, m := range c.Members {
 		if m.Running() {
-			m.waitHealth(false)
+			m.waitLeaderless()
 		}
 	}
 	return stopped
@@ -288,7 +288,24 @@ func (m *Member) WaitHealthy() {
 	m.waitHealth(true)
 }
 
+// waitLeaderless waits until the member has noticed it has no leader (its
+// /health fails earlier: as soon as a read cannot reach a quorum).
+func (m *Member) waitLeaderless() {
+	m.c.t.Helper()
+	m.poll("/metrics", "leaderless", func(body string) bool {
+		return strings.Contains(body, "\netcd_server_has_leader 0\n")
+	})
+}
+
 func (m *Member) waitHealth(healthy bool) {
+	m.c.t.Helper()
+	m.poll("/health", fmt.Sprintf("healthy=%v", healthy), func(body string) bool {
+		return strings.Contains(body, `"health":"true"`) == healthy
+	})
+}
+
+// poll GETs path from the member until done says yes, for up to 30 s.
+func (m *Member) poll(path, what string, done func(body string) bool) {
 	m.c.t.Helper()
 	scheme := "http"
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return m.c.Dial(ctx, addr) }}
@@ -304,19 +321,19 @@ func (m *Member) waitHealth(healthy bool) {
 			m.c.t.Fatalf("etcd member %s exited:\n%s", m.Name, tail(m.logPath))
 		default:
 		}
-		resp, err := hc.Get(scheme + "://" + m.Endpoint + "/health")
+		resp, err := hc.Get(scheme + "://" + m.Endpoint + path)
 		if err != nil {
 			last = err.Error()
 			continue
 		}
-		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if strings.Contains(line, `"health":"true"`) == healthy {
+		if done(string(body)) {
 			return
 		}
-		last = line
+		last = string(body[:min(len(body), 200)])
 	}
-	m.c.t.Fatalf("etcd member %s not healthy=%v within 30s: %s\n%s", m.Name, healthy, last, tail(m.logPath))
+	m.c.t.Fatalf("etcd member %s not %s within 30s: %s\n%s", m.Name, what, last, tail(m.logPath))
 }
 
 func (m *Member) exitedCh() <-chan struct{} {
