@@ -138,7 +138,7 @@ func (e *Etcd) call() (context.Context, context.CancelFunc) {
 	return clientv3.WithRequireLeader(ctx), cancel
 }
 
-func (e *Etcd) probeTime() time.Duration { return min(time.Second, e.cfg.Timeout/5) }
+func (e *Etcd) probeTime() time.Duration { return min(500*time.Millisecond, e.cfg.Timeout/10) }
 
 // rpc bounds one request of a call: one stuck on a member that has lost its
 // leader, or sent to a member that died, is abandoned (and its outcome

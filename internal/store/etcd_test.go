@@ -69,7 +69,16 @@ func TestEtcd(t *testing.T) {
 // counter and allocate from one pool at once.
 func TestEtcdContention(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
-	const nhosts, workers = 3, 6
+	const nhosts, workers = 3, 4
+	// The default timeout: every worker hits the same key, as hard as it
+	// can, and some lose many times in a row.
+	hosts := func(t *testing.T, c *etcdtest.Cluster, n int) []*Etcd {
+		hs := hosts(t, c, n)
+		for _, h := range hs {
+			h.cfg.Timeout = 10 * time.Second
+		}
+		return hs
+	}
 	t.Run("Counter", func(t *testing.T) {
 		hs := hosts(t, c, nhosts)
 		const each = 8
