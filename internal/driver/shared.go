@@ -84,13 +84,15 @@ func (s *Shared) Close() error {
 
 // Filter is what networks and endpoints need in the shared packet filter.
 type Filter struct {
-	Networks []firewall.Network
-	Ports    []firewall.Port
-	Loopback []loopback.Port // ports served on [::1]
+	Networks  []firewall.Network
+	Endpoints []firewall.Endpoint // bound to their bridge port (anti-spoofing)
+	Ports     []firewall.Port
+	Loopback  []loopback.Port // ports served on [::1]
 }
 
 func (f *Filter) add(o Filter) {
 	f.Networks = append(f.Networks, o.Networks...)
+	f.Endpoints = append(f.Endpoints, o.Endpoints...)
 	f.Ports = append(f.Ports, o.Ports...)
 	f.Loopback = append(f.Loopback, o.Loopback...)
 }
@@ -101,7 +103,7 @@ func (s *Shared) ensure(f Filter, logf Logf) error {
 	if err != nil {
 		return err
 	}
-	changes, err := fw.Ensure(f.Networks, f.Ports)
+	changes, err := fw.Ensure(f.Networks, f.Endpoints, f.Ports)
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -10,10 +11,37 @@ import (
 // Network is what the packet filter needs to know about one bridge network.
 type Network struct {
 	Bridge     string       // e.g. "ctnet0"
-	Subnets    []*net.IPNet // v4 and/or v6; used to recognise hairpin traffic
+	Subnets    []*net.IPNet // v4 and/or v6: hairpin traffic, and the sources allowed between networks
 	Masquerade bool         // NAT traffic forwarded from this bridge to a non-ctnet interface
 	Internal   bool         // no forwarding between this bridge and any other interface
 	ICC        bool         // containers on this bridge may talk to each other
+
+	// RoutedIngress lets anyone outside open connections to any port of the
+	// network's containers, as Docker's gateway mode "nat-unprotected" (or
+	// routed without filtering). Off, only published ports and replies to
+	// the containers' own connections enter the bridge from outside.
+	RoutedIngress bool
+
+	// AllowSpoofing turns off the binding of each endpoint's port to its
+	// MAC and addresses (see Endpoint): its containers may send with any
+	// source, as on Docker's bridges. The guards against router
+	// advertisements, redirects, VLAN tags and loopback addresses stay.
+	AllowSpoofing bool
+}
+
+// Endpoint is one container's port on a bridge. Unless its network allows
+// spoofing, frames from the port must have its MAC as Ethernet source, and
+// as ARP sender with one of its IPv4 addresses (or 0.0.0.0, an ARP probe);
+// IPv4 packets one of its IPv4 addresses as source (or 0.0.0.0 to a DHCP
+// server); IPv6 packets one of its IPv6 addresses or the link-local address
+// the kernel derives from MAC (fe80::/64 + EUI-64) as source, or :: for
+// duplicate address detection of these and for MLD reports; a neighbour
+// advertisement must be for one of them. Nothing else, no other ethertype.
+type Endpoint struct {
+	Port   string           // host end of the veth, a port of Bridge, e.g. "veth1a2b3c4"
+	Bridge string           // the network's bridge
+	MAC    net.HardwareAddr // the container end's MAC
+	IPs    []net.IP         // its addresses, IPv4 and IPv6; another link-local than MAC's EUI-64 goes here too
 }
 
 // Port is one published port (docker -p). Ranges are expanded by the caller:
@@ -38,31 +66,35 @@ func (p Port) String() string {
 
 // element is one set or map element, already encoded.
 type element struct {
-	set    string
+	set    *setSpec
 	key    []byte
 	keyEnd []byte // last key of a range, for interval sets
 	val    []byte // nil for plain sets
 }
 
-func (e element) id() string { return e.set + "/" + string(e.key) }
+func (e element) id() string {
+	return familyName(e.set.table.Family) + "/" + e.set.name + "/" + string(e.key)
+}
 
-func ifname(name string) ([]byte, error) {
+func ifname(what, name string) ([]byte, error) {
 	if name == "" || len(name) >= 16 || strings.ContainsRune(name, 0) {
-		return nil, fmt.Errorf("bridge name %q: must be 1 to 15 bytes", name)
+		return nil, fmt.Errorf("%s name %q: must be 1 to 15 bytes", what, name)
 	}
 	b := make([]byte, 16)
 	copy(b, name)
 	return b, nil
 }
 
+func cat2(a, b []byte) []byte { return append(append([]byte{}, a...), b...) }
+
 func (n Network) elements() ([]element, error) {
-	br, err := ifname(n.Bridge)
+	br, err := ifname("bridge", n.Bridge)
 	if err != nil {
 		return nil, fmt.Errorf("network on %q: %w", n.Bridge, err)
 	}
 	els := []element{
 		{set: setBridges, key: br},
-		{set: setPairs, key: append(append([]byte{}, br...), br...)},
+		{set: setPairs, key: cat2(br, br)},
 	}
 	if n.Masquerade {
 		els = append(els, element{set: setMasq, key: br})
@@ -72,6 +104,9 @@ func (n Network) elements() ([]element, error) {
 	}
 	if !n.ICC {
 		els = append(els, element{set: setNoICC, key: br})
+	}
+	if n.RoutedIngress {
+		els = append(els, element{set: setRouted, key: br})
 	}
 	for _, sn := range n.Subnets {
 		first := sn.IP.Mask(sn.Mask)
@@ -89,11 +124,66 @@ func (n Network) elements() ([]element, error) {
 			set = setSubnets6
 			first, last = first.To16(), last.To16()
 		}
-		els = append(els, element{set: set,
-			key:    append(append([]byte{}, first...), br...),
-			keyEnd: append(append([]byte{}, last...), br...)})
+		els = append(els, element{set: set, key: cat2(first, br), keyEnd: cat2(last, br)})
 	}
 	return els, nil
+}
+
+// networkFlagSets are the sets a network's bridge may be in besides bridges
+// and bridge_pairs: removing a network removes it from all of them.
+var networkFlagSets = []*setSpec{setMasq, setInternal, setNoICC, setRouted}
+
+func (ep Endpoint) String() string {
+	return fmt.Sprintf("endpoint %s on %s", ep.Port, ep.Bridge)
+}
+
+// LinkLocal is the IPv6 link-local address the kernel gives an interface
+// with this MAC (addr_gen_mode eui64, the default).
+func LinkLocal(mac net.HardwareAddr) net.IP {
+	if len(mac) != 6 {
+		return nil
+	}
+	return net.IP{0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]}
+}
+
+// elements are the endpoint's elements on network n (whose bridge it must be on).
+func (ep Endpoint) elements(n Network) ([]element, error) {
+	port, err := ifname("port", ep.Port)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ep, err)
+	}
+	if ep.Bridge != n.Bridge {
+		return nil, fmt.Errorf("%s: its network is on bridge %q", ep, n.Bridge)
+	}
+	if len(ep.MAC) != 6 || ep.MAC[0]&1 != 0 || bytes.Equal(ep.MAC, make([]byte, 6)) {
+		return nil, fmt.Errorf("%s: MAC %q: want a unicast Ethernet address", ep, ep.MAC)
+	}
+	els := []element{
+		{set: setPorts, key: port},
+		{set: setMACs, key: cat2(port, pad4(nil, ep.MAC))},
+	}
+	if !n.AllowSpoofing {
+		els = append(els, element{set: setGuarded, key: port})
+	}
+	ips := append([]net.IP{LinkLocal(ep.MAC)}, ep.IPs...)
+	for _, ip := range ips {
+		switch {
+		case ip.To4() != nil:
+			ip = ip.To4()
+		case len(ip) == net.IPv6len:
+		default:
+			return nil, fmt.Errorf("%s: address %q is not an IP address", ep, ip)
+		}
+		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() || ip.Equal(net.IPv4bcast) {
+			return nil, fmt.Errorf("%s: address %s cannot be a container's", ep, ip)
+		}
+		set := setAddrs6
+		if len(ip) == net.IPv4len {
+			set = setAddrs4
+		}
+		els = append(els, element{set: set, key: cat2(port, ip)})
+	}
+	return dedup(els), nil
 }
 
 var protoNumbers = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
@@ -152,14 +242,67 @@ func (p Port) element() (element, error) {
 
 func networkElements(nets []Network) ([]element, error) {
 	var all []element
+	seen := map[string][]element{}
 	for _, n := range nets {
 		els, err := n.elements()
 		if err != nil {
 			return nil, err
 		}
+		if prev, ok := seen[n.Bridge]; ok {
+			if !sameElements(els, prev) {
+				return nil, fmt.Errorf("two networks on bridge %s, with different settings", n.Bridge)
+			}
+			continue
+		}
+		seen[n.Bridge] = els
 		all = append(all, els...)
 	}
 	return all, nil
+}
+
+// endpointElements finds each endpoint's network by its bridge.
+func endpointElements(nets []Network, eps []Endpoint) ([]element, error) {
+	byBridge := map[string]Network{}
+	for _, n := range nets {
+		byBridge[n.Bridge] = n
+	}
+	var all []element
+	seen := map[string]Endpoint{}
+	for _, ep := range eps {
+		n, ok := byBridge[ep.Bridge]
+		if !ok {
+			return nil, fmt.Errorf("%s: no network on that bridge", ep)
+		}
+		els, err := ep.elements(n)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := seen[ep.Port]; ok {
+			if pe, _ := prev.elements(byBridge[prev.Bridge]); !sameElements(els, pe) {
+				return nil, fmt.Errorf("%s and %s: two endpoints on one port", prev, ep)
+			}
+			continue
+		}
+		seen[ep.Port] = ep
+		all = append(all, els...)
+	}
+	return all, nil
+}
+
+func sameElements(a, b []element) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ids := map[string]bool{}
+	for _, e := range a {
+		ids[e.id()+"/"+string(e.keyEnd)] = true
+	}
+	for _, e := range b {
+		if !ids[e.id()+"/"+string(e.keyEnd)] {
+			return false
+		}
+	}
+	return true
 }
 
 func portElements(ports []Port) ([]element, error) {

@@ -1,16 +1,19 @@
 // Package firewall is the only code in ctnet that writes nftables.
 //
-// It owns one table, inet ctnet, whose chains and rules never change after
-// creation: networks and published ports are elements of its sets and maps,
-// so attaching a container or publishing a port is one netlink batch of
-// element updates whose cost does not grow with the number of ports.
+// It owns two tables whose chains and rules never change after creation:
+// inet ctnet (NAT, published ports, isolation, what reaches the host) and
+// bridge ctnet (what a container may put on its bridge, seen before the
+// bridge forwards a frame to a sibling or hands it to the host). Networks,
+// endpoints and published ports are elements of their sets and maps, so
+// attaching a container or publishing a port is one netlink batch of
+// element updates whose cost does not grow with the number of them.
 //
-// Three things the table cannot do and the caller must:
+// What the tables do not do, and the caller must:
 //   - Ports published on 127.0.0.1 are DNATed in the output hook and leave
 //     with a loopback source; the kernel only routes that out of a bridge with
-//     route_localnet=1 on it (see RouteLocalnetSysctl). The table masquerades
-//     that traffic and drops new connections from containers to 127.0.0.0/8,
-//     so the sysctl opens nothing else.
+//     route_localnet=1 on it (see RouteLocalnetSysctl). The tables masquerade
+//     that traffic and drop anything else from containers that carries a
+//     loopback address, so the sysctl opens nothing else.
 //   - ICC=false between ports of one bridge: bridged frames never reach an
 //     inet hook unless br_netfilter is loaded. The bridge driver must set the
 //     bridge-port flag "isolated" on every container's host-side veth
@@ -20,12 +23,20 @@
 //   - Ports on [::1]: IPv6 has no route_localnet, so no rewrite of packets
 //     can carry them to a container and back. The table leaves ::1 alone;
 //     package loopback serves those ports by rewriting sockets.
+//   - Endpoints: the bridge table knows a container's port by its name only
+//     (the kernel may lack `meta ibrname`), so frames from a port that is not
+//     an endpoint are not checked at all. AddEndpoint before the veth exists,
+//     DelEndpoint after it is gone, and every endpoint in Ensure.
+//   - Router advertisements: the bridge table drops those of containers;
+//     accept_ra=0 on the bridges and on both veth ends (AcceptRASysctl) keeps
+//     the host and containers from taking any other.
 package firewall
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -40,7 +51,13 @@ func RouteLocalnetSysctl(bridge string) string {
 	return "/proc/sys/net/ipv4/conf/" + bridge + "/route_localnet"
 }
 
-// Firewall programs the ctnet table of one network namespace.
+// AcceptRASysctl is the sysctl (in the namespace of the interface) that
+// must be 0 on bridges and veth ends: no router advertisements taken there.
+func AcceptRASysctl(ifname string) string {
+	return "/proc/sys/net/ipv6/conf/" + ifname + "/accept_ra"
+}
+
+// Firewall programs ctnet's tables of one network namespace.
 type Firewall struct {
 	mu    sync.Mutex
 	nsFd  int
@@ -113,48 +130,66 @@ func (f *Firewall) discard() {
 	}
 }
 
-func specSet(name string) *nftables.Set {
-	for _, s := range setSpecs {
-		if s.name == name {
-			return s.set()
-		}
-	}
-	panic("firewall: unknown set " + name)
-}
-
-func queue(c *nftables.Conn, sets map[string]*nftables.Set, add bool, els []element) error {
-	bySet := map[string][]nftables.SetElement{}
-	var order []string
+// queue queues els on c, grouped by set; s holds the sets made in the same
+// batch (nil when the tables exist already).
+func queue(c *nftables.Conn, s sets, add bool, els []element) error {
+	bySet := map[*setSpec][]nftables.SetElement{}
+	var order []*setSpec
 	for _, e := range els {
 		if _, ok := bySet[e.set]; !ok {
 			order = append(order, e.set)
 		}
 		bySet[e.set] = append(bySet[e.set], nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd, Val: e.val})
 	}
-	for _, name := range order {
-		s := sets[name]
-		if s == nil {
-			s = specSet(name)
+	for _, spec := range order {
+		set := s[spec]
+		if set == nil {
+			set = spec.set()
 		}
 		var err error
 		if add {
-			err = c.SetAddElements(s, bySet[name])
+			err = c.SetAddElements(set, bySet[spec])
 		} else {
-			err = c.SetDeleteElements(s, bySet[name])
+			err = c.SetDeleteElements(set, bySet[spec])
 		}
 		if err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
+			return fmt.Errorf("set %s %s: %w", tableName(spec.table), spec.name, err)
 		}
 	}
 	return nil
 }
 
-// ErrNoTable says ctnet's table is gone (someone deleted it). Adding elements
-// then would bring back a table that holds only them; Ensure with the whole
-// state is the repair.
-var ErrNoTable = errors.New("table inet " + TableName + " is missing (deleted behind ctnet's back?); `ctnet system reconcile` rebuilds it")
+// ErrNoTable says one of ctnet's tables is gone (someone deleted it). Adding
+// elements then would bring back a table that holds only them; Ensure with
+// the whole state is the repair.
+var ErrNoTable = errors.New("ctnet's nftables table is missing (deleted behind ctnet's back?); `ctnet system reconcile` rebuilds it")
 
-// add queues els and flushes; if the table is missing it changes nothing and
+func tablesOf(els []element) []*nftables.Table {
+	var ts []*nftables.Table
+	for _, e := range els {
+		if !slices.Contains(ts, e.set.table) {
+			ts = append(ts, e.set.table)
+		}
+	}
+	return ts
+}
+
+// missingTables returns those of ts that are not in the kernel.
+func missingTables(c *nftables.Conn, ts []*nftables.Table) ([]*nftables.Table, error) {
+	var missing []*nftables.Table
+	for _, t := range ts {
+		ok, err := tablePresent(c, t)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = append(missing, t)
+		}
+	}
+	return missing, nil
+}
+
+// add queues els and flushes; if a table is missing it changes nothing and
 // says so with ErrNoTable.
 func (f *Firewall) add(els []element) error {
 	c, err := f.connLocked()
@@ -169,24 +204,20 @@ func (f *Firewall) add(els []element) error {
 	if ferr == nil {
 		return nil
 	}
-	present, err := tablePresent(c)
+	missing, err := missingTables(c, tablesOf(els))
 	if err != nil {
 		return errors.Join(ferr, err)
 	}
-	if present {
+	if len(missing) == 0 {
 		return ferr
 	}
-	return ErrNoTable
+	return fmt.Errorf("table %s: %w", tableName(missing[0]), ErrNoTable)
 }
 
-// del removes els; elements (or the table) already gone are not errors.
-func (f *Firewall) del(els []element) error {
-	c, err := f.connLocked()
-	if err != nil {
-		return err
-	}
-	// Adding first makes the delete of a missing element succeed, all in one
-	// transaction; an existing identical element is left alone by the add.
+// delBatch removes els in one transaction. Adding first makes the delete of
+// a missing element succeed; an existing identical element is left alone by
+// the add.
+func (f *Firewall) delBatch(c *nftables.Conn, els []element) error {
 	if err := queue(c, nil, true, els); err != nil {
 		f.discard()
 		return err
@@ -195,25 +226,43 @@ func (f *Firewall) del(els []element) error {
 		f.discard()
 		return err
 	}
-	ferr := c.Flush()
+	return c.Flush()
+}
+
+// del removes els; elements (or tables) already gone are not errors.
+func (f *Firewall) del(els []element) error {
+	c, err := f.connLocked()
+	if err != nil {
+		return err
+	}
+	ferr := f.delBatch(c, els)
 	if ferr == nil {
 		return nil
 	}
-	present, err := tablePresent(c)
-	if err != nil || !present {
-		return err
+	missing, err := missingTables(c, tablesOf(els))
+	if err != nil {
+		return errors.Join(ferr, err)
+	}
+	if len(missing) > 0 {
+		els = slices.DeleteFunc(slices.Clone(els), func(e element) bool { return slices.Contains(missing, e.set.table) })
+		if len(els) == 0 {
+			return nil
+		}
+		if ferr = f.delBatch(c, els); ferr == nil {
+			return nil
+		}
 	}
 	// A map key held with another value: delete by key, whatever it maps to.
 	var gone []element
-	for _, name := range setNames(els) {
-		cur, err := c.GetSetElements(specSet(name))
+	for _, spec := range setsOf(els) {
+		cur, err := c.GetSetElements(spec.set())
 		if err != nil {
-			return errors.Join(ferr, fmt.Errorf("set %s: list: %w", name, err))
+			return errors.Join(ferr, fmt.Errorf("set %s %s: list: %w", tableName(spec.table), spec.name, err))
 		}
 		for _, e := range els {
 			for _, ce := range cur {
-				if e.set == name && bytes.Equal(ce.Key, e.key) {
-					gone = append(gone, element{set: name, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
+				if e.set == spec && bytes.Equal(ce.Key, e.key) {
+					gone = append(gone, element{set: spec, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
 				}
 			}
 		}
@@ -225,16 +274,14 @@ func (f *Firewall) del(els []element) error {
 	return c.Flush()
 }
 
-func setNames(els []element) []string {
-	seen := map[string]bool{}
-	var names []string
+func setsOf(els []element) []*setSpec {
+	var specs []*setSpec
 	for _, e := range els {
-		if !seen[e.set] {
-			seen[e.set] = true
-			names = append(names, e.set)
+		if !slices.Contains(specs, e.set) {
+			specs = append(specs, e.set)
 		}
 	}
-	return names
+	return specs
 }
 
 // AddNetwork adds the network's elements in one batch (ErrNoTable if the
@@ -266,13 +313,48 @@ func (f *Firewall) DelNetwork(n Network) error {
 			subnets = append(subnets, e)
 		}
 	}
-	els = append(append(els[:2:2],
-		element{set: setMasq, key: br}, element{set: setInternal, key: br}, element{set: setNoICC, key: br}),
-		subnets...)
+	els = els[:2:2]
+	for _, s := range networkFlagSets {
+		els = append(els, element{set: s, key: br})
+	}
+	els = append(els, subnets...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.del(els); err != nil {
 		return fmt.Errorf("firewall: delete network on %s: %w", n.Bridge, err)
+	}
+	return nil
+}
+
+// AddEndpoint binds the endpoint's port to its MAC and addresses (unless n
+// allows spoofing) and guards it, in one batch (ErrNoTable if the table is
+// missing: Ensure makes it). n is the endpoint's network. Elements are keyed
+// by the port's name, so they may be added before the veth exists, and
+// should be: frames from a port that is no endpoint are not checked at all.
+func (f *Firewall) AddEndpoint(n Network, ep Endpoint) error {
+	els, err := ep.elements(n)
+	if err != nil {
+		return fmt.Errorf("firewall: add %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.add(els); err != nil {
+		return fmt.Errorf("firewall: add %s: %w", ep, err)
+	}
+	return nil
+}
+
+// DelEndpoint removes the elements of ep (as AddEndpoint got it) in one
+// batch; missing ones are not errors. Ensure removes any other.
+func (f *Firewall) DelEndpoint(ep Endpoint) error {
+	els, err := ep.elements(Network{Bridge: ep.Bridge})
+	if err != nil {
+		return fmt.Errorf("firewall: delete %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.del(els); err != nil {
+		return fmt.Errorf("firewall: delete %s: %w", ep, err)
 	}
 	return nil
 }
@@ -330,7 +412,7 @@ func checkDuplicates(els []element, ports []Port) error {
 	return nil
 }
 
-// Present reports whether the table is there with exactly ctnet's layout.
+// Present reports whether every table is there with exactly ctnet's layout.
 func (f *Firewall) Present() (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -338,18 +420,28 @@ func (f *Firewall) Present() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	problem, err := inspect(c)
-	if err != nil {
-		return false, fmt.Errorf("firewall: inspect table inet %s: %w", TableName, err)
+	for _, ts := range tableSpecs {
+		problem, err := ts.inspect(c)
+		if err != nil {
+			return false, fmt.Errorf("firewall: inspect table %s: %w", tableName(ts.table), err)
+		}
+		if problem != "" {
+			return false, nil
+		}
 	}
-	return problem == "", nil
+	return true, nil
 }
 
-// Ensure makes the table exactly what nets and ports describe, in one batch:
-// the layout is (re)built if missing or altered, and elements are added or
-// removed to match. It returns a short description of each change.
-func (f *Firewall) Ensure(nets []Network, ports []Port) ([]string, error) {
+// Ensure makes the tables exactly what nets, eps and ports describe, in one
+// batch: a table is (re)built if missing or altered, and elements are added
+// or removed to match. Each endpoint's network is the one on its bridge. It
+// returns a short description of each change.
+func (f *Firewall) Ensure(nets []Network, eps []Endpoint, ports []Port) ([]string, error) {
 	want, err := networkElements(nets)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: ensure: %w", err)
+	}
+	ee, err := endpointElements(nets, eps)
 	if err != nil {
 		return nil, fmt.Errorf("firewall: ensure: %w", err)
 	}
@@ -360,7 +452,7 @@ func (f *Firewall) Ensure(nets []Network, ports []Port) ([]string, error) {
 	if err := checkDuplicates(pe, ports); err != nil {
 		return nil, fmt.Errorf("firewall: ensure: %w", err)
 	}
-	want = dedup(append(want, pe...))
+	want = dedup(append(append(want, ee...), pe...))
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -368,85 +460,101 @@ func (f *Firewall) Ensure(nets []Network, ports []Port) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	problem, err := inspect(c)
-	if err != nil {
-		return nil, fmt.Errorf("firewall: ensure: inspect table inet %s: %w", TableName, err)
-	}
+	var rebuilt, added, removed []element
 	var changes []string
-	if problem != "" {
-		// Add before delete so the delete cannot fail; the batch swaps the
-		// whole table atomically and conntrack keeps existing NAT bindings.
-		c.AddTable(table)
-		c.DelTable(table)
-		sets, err := addLayout(c)
-		if err == nil {
-			err = queue(c, sets, true, want)
+	for _, ts := range tableSpecs {
+		var mine []element
+		for _, e := range want {
+			if e.set.table == ts.table {
+				mine = append(mine, e)
+			}
 		}
-		if err == nil {
-			err = c.Flush()
-		} else {
-			f.discard()
-		}
+		problem, err := ts.inspect(c)
 		if err != nil {
-			return nil, fmt.Errorf("firewall: ensure: create table inet %s: %w", TableName, err)
+			f.discard()
+			return nil, fmt.Errorf("firewall: ensure: inspect table %s: %w", tableName(ts.table), err)
 		}
-		if problem == problemMissing {
-			changes = append(changes, "created table inet "+TableName)
-		} else {
-			changes = append(changes, fmt.Sprintf("rebuilt table inet %s (%s)", TableName, problem))
+		if problem != "" {
+			// Add before delete so the delete cannot fail; the batch swaps the
+			// whole table atomically and conntrack keeps existing NAT bindings.
+			c.AddTable(ts.table)
+			c.DelTable(ts.table)
+			s, err := ts.addLayout(c)
+			if err == nil {
+				err = queue(c, s, true, mine)
+			}
+			if err != nil {
+				f.discard()
+				return nil, fmt.Errorf("firewall: ensure: create table %s: %w", tableName(ts.table), err)
+			}
+			if problem == problemMissing {
+				changes = append(changes, "created table "+tableName(ts.table))
+			} else {
+				changes = append(changes, fmt.Sprintf("rebuilt table %s (%s)", tableName(ts.table), problem))
+			}
+			rebuilt = append(rebuilt, mine...)
+			continue
 		}
-		return append(changes, countChanges("added", want)...), nil
+		add, del, err := diff(c, ts, mine)
+		if err != nil {
+			f.discard()
+			return nil, fmt.Errorf("firewall: ensure: %w", err)
+		}
+		added, removed = append(added, add...), append(removed, del...)
 	}
+	err = queue(c, nil, false, removed)
+	if err == nil {
+		err = queue(c, nil, true, added)
+	}
+	if err != nil {
+		f.discard()
+		return nil, fmt.Errorf("firewall: ensure: update elements: %w", err)
+	}
+	if len(changes) == 0 && len(added) == 0 && len(removed) == 0 {
+		return nil, nil
+	}
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("firewall: ensure: %w", err)
+	}
+	changes = append(changes, countChanges("added", rebuilt)...)
+	return append(append(changes, countChanges("removed", removed)...), countChanges("added", added)...), nil
+}
 
-	var add, del []element
-	wantBySet := map[string]map[string]element{}
+// diff compares the elements of an intact table with want (its elements).
+func diff(c *nftables.Conn, ts *tableSpec, want []element) (add, del []element, err error) {
+	wantBySet := map[*setSpec]map[string]element{}
 	for _, e := range want {
 		if wantBySet[e.set] == nil {
 			wantBySet[e.set] = map[string]element{}
 		}
 		wantBySet[e.set][string(e.key)] = e
 	}
-	for _, s := range setSpecs {
-		cur, err := c.GetSetElements(specSet(s.name))
+	for _, spec := range ts.sets {
+		cur, err := c.GetSetElements(spec.set())
 		if err != nil {
-			return nil, fmt.Errorf("firewall: ensure: set %s: list: %w", s.name, err)
+			return nil, nil, fmt.Errorf("set %s %s: list: %w", tableName(spec.table), spec.name, err)
 		}
 		have := map[string]bool{}
 		for _, ce := range cur {
 			have[string(ce.Key)] = true
-			w, ok := wantBySet[s.name][string(ce.Key)]
+			w, ok := wantBySet[spec][string(ce.Key)]
 			same := ok && bytes.Equal(w.val, ce.Val) && bytes.Equal(w.keyEnd, ce.KeyEnd)
 			if !same {
-				del = append(del, element{set: s.name, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
+				del = append(del, element{set: spec, key: ce.Key, keyEnd: ce.KeyEnd, val: ce.Val})
 			}
 			if ok && !same {
 				add = append(add, w)
 			}
 		}
-		for k, w := range wantBySet[s.name] {
+		for k, w := range wantBySet[spec] {
 			if !have[k] {
 				add = append(add, w)
 			}
 		}
 	}
-	if len(add) == 0 && len(del) == 0 {
-		return nil, nil
-	}
 	sortElements(add)
 	sortElements(del)
-	err = queue(c, nil, false, del)
-	if err == nil {
-		err = queue(c, nil, true, add)
-	}
-	if err == nil {
-		err = c.Flush()
-	} else {
-		f.discard()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("firewall: ensure: update elements: %w", err)
-	}
-	return append(countChanges("removed", del), countChanges("added", add)...), nil
+	return add, del, nil
 }
 
 func dedup(els []element) []element {
@@ -466,31 +574,17 @@ func sortElements(els []element) {
 }
 
 func countChanges(verb string, els []element) []string {
-	var nets, ports int
+	n := map[setKind]int{}
 	for _, e := range els {
-		if isPortSet(e.set) {
-			ports++
-		} else {
-			nets++
-		}
+		n[e.set.kind]++
 	}
 	var out []string
-	if nets > 0 {
-		out = append(out, fmt.Sprintf("%s %d network %s", verb, nets, plural(nets)))
-	}
-	if ports > 0 {
-		out = append(out, fmt.Sprintf("%s %d port %s", verb, ports, plural(ports)))
-	}
-	return out
-}
-
-func isPortSet(name string) bool {
-	for _, s := range setSpecs {
-		if s.name == name {
-			return s.kind == kindPort
+	for _, k := range []setKind{kindNetwork, kindEndpoint, kindPort} {
+		if n[k] > 0 {
+			out = append(out, fmt.Sprintf("%s %d %s %s", verb, n[k], kindNames[k], plural(n[k])))
 		}
 	}
-	return false
+	return out
 }
 
 func plural(n int) string {
@@ -502,13 +596,13 @@ func plural(n int) string {
 
 const problemMissing = "missing"
 
-func tablePresent(c *nftables.Conn) (bool, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+func tablePresent(c *nftables.Conn, t *nftables.Table) (bool, error) {
+	tables, err := c.ListTablesOfFamily(t.Family)
 	if err != nil {
 		return false, fmt.Errorf("list tables: %w", err)
 	}
-	for _, t := range tables {
-		if t.Name == TableName {
+	for _, have := range tables {
+		if have.Name == t.Name {
 			return true, nil
 		}
 	}
@@ -517,25 +611,25 @@ func tablePresent(c *nftables.Conn) (bool, error) {
 
 // inspect compares the kernel's table with the layout and returns "" when it
 // matches, or what differs.
-func inspect(c *nftables.Conn) (string, error) {
-	present, err := tablePresent(c)
+func (ts *tableSpec) inspect(c *nftables.Conn) (string, error) {
+	present, err := tablePresent(c, ts.table)
 	if err != nil || !present {
 		return problemMissing, err
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.ListChainsOfTableFamily(ts.table.Family)
 	if err != nil {
 		return "", fmt.Errorf("list chains: %w", err)
 	}
 	have := map[string]*nftables.Chain{}
 	for _, ch := range chains {
-		if ch.Table.Name == TableName {
+		if ch.Table.Name == ts.table.Name {
 			have[ch.Name] = ch
 		}
 	}
-	if len(have) != len(chainSpecs) {
-		return fmt.Sprintf("%d chains, want %d", len(have), len(chainSpecs)), nil
+	if len(have) != len(ts.chains) {
+		return fmt.Sprintf("%d chains, want %d", len(have), len(ts.chains)), nil
 	}
-	for _, cs := range chainSpecs {
+	for _, cs := range ts.chains {
 		ch := have[cs.name]
 		if ch == nil {
 			return "chain " + cs.name + " missing", nil
@@ -543,7 +637,7 @@ func inspect(c *nftables.Conn) (string, error) {
 		if ch.Type != cs.typ || !eqPtr(ch.Hooknum, cs.hook) || !eqPtr(ch.Priority, cs.prio) || !eqPtr(ch.Policy, cs.policy) {
 			return "chain " + cs.name + " altered", nil
 		}
-		rules, err := c.GetRules(table, ch)
+		rules, err := c.GetRules(ts.table, ch)
 		if err != nil {
 			return "", fmt.Errorf("chain %s: list rules: %w", cs.name, err)
 		}
@@ -556,23 +650,23 @@ func inspect(c *nftables.Conn) (string, error) {
 			}
 		}
 	}
-	sets, err := c.GetSets(table)
+	sets, err := c.GetSets(ts.table)
 	if err != nil {
 		return "", fmt.Errorf("list sets: %w", err)
 	}
-	if len(sets) != len(setSpecs) {
-		return fmt.Sprintf("%d sets, want %d", len(sets), len(setSpecs)), nil
+	if len(sets) != len(ts.sets) {
+		return fmt.Sprintf("%d sets, want %d", len(sets), len(ts.sets)), nil
 	}
 	for _, s := range sets {
-		if !setMatches(s) {
+		if !ts.setMatches(s) {
 			return "set " + s.Name + " altered", nil
 		}
 	}
 	return "", nil
 }
 
-func setMatches(s *nftables.Set) bool {
-	for _, spec := range setSpecs {
+func (ts *tableSpec) setMatches(s *nftables.Set) bool {
+	for _, spec := range ts.sets {
 		if spec.name != s.Name {
 			continue
 		}

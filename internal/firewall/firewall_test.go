@@ -72,7 +72,7 @@ func (s *sandbox) firewall(tb testing.TB) *Firewall {
 func (s *sandbox) firewallWithTable(tb testing.TB) *Firewall {
 	tb.Helper()
 	f := s.firewall(tb)
-	if _, err := f.Ensure(nil, nil); err != nil {
+	if _, err := f.Ensure(nil, nil, nil); err != nil {
 		tb.Fatal(err)
 	}
 	return f
@@ -89,9 +89,11 @@ func (s *sandbox) nft(tb testing.TB, args ...string) string {
 	return string(out)
 }
 
+// listTable lists both of ctnet's tables.
 func (s *sandbox) listTable(tb testing.TB) string {
 	tb.Helper()
-	return normalize(s.nft(tb, "list", "table", "inet", TableName))
+	return normalize(s.nft(tb, "list", "table", "inet", TableName)) +
+		normalize(s.nft(tb, "list", "table", "bridge", TableName))
 }
 
 var elementsRE = regexp.MustCompile(`(?s)elements = \{(.*?)\}`)
@@ -145,6 +147,17 @@ var (
 	netInternal = Network{Bridge: "ctnet1", Subnets: []*net.IPNet{cidr("10.89.0.0/24")}, Internal: true, ICC: true}
 	netNoICC    = Network{Bridge: "ctnet2", Subnets: []*net.IPNet{cidr("10.90.0.0/24"), cidr("fd00:90::/64")}, Masquerade: true}
 
+	netRouted = Network{Bridge: "ctnet3", Subnets: []*net.IPNet{cidr("10.91.0.0/24"), cidr("fd00:91::/64")}, ICC: true,
+		RoutedIngress: true, AllowSpoofing: true}
+	someNets = []Network{netDefault, netNoICC, netRouted}
+
+	someEndpoints = []Endpoint{
+		{Port: "veth0000001", Bridge: "ctnet0", MAC: mac("02:42:0a:58:00:02"), IPs: []net.IP{net.ParseIP("10.88.0.2")}},
+		{Port: "veth0000002", Bridge: "ctnet0", MAC: mac("02:42:0a:58:00:03"), IPs: []net.IP{net.ParseIP("10.88.0.3")}},
+		{Port: "veth0000003", Bridge: "ctnet2", MAC: mac("02:42:0a:5a:00:04"), IPs: []net.IP{net.ParseIP("10.90.0.4"), net.ParseIP("fd00:90::2")}},
+		{Port: "veth0000004", Bridge: "ctnet3", MAC: mac("02:42:0a:5b:00:02"), IPs: []net.IP{net.ParseIP("10.91.0.2"), net.ParseIP("fd00:91::2")}},
+	}
+
 	somePorts = []Port{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: net.ParseIP("10.88.0.2"), ContainerPort: 80, Bridge: "ctnet0"},
 		{Proto: "tcp", HostIP: net.ParseIP("127.0.0.1"), HostPort: 8081, ContainerIP: net.ParseIP("10.88.0.2"), ContainerPort: 80, Bridge: "ctnet0"},
@@ -155,32 +168,51 @@ var (
 	}
 )
 
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func networkOf(ep Endpoint) Network {
+	for _, n := range someNets {
+		if n.Bridge == ep.Bridge {
+			return n
+		}
+	}
+	panic("no network for " + ep.String())
+}
+
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		name  string
 		nets  []Network
+		eps   []Endpoint
 		ports []Port
 	}{
-		{"empty", nil, nil},
-		{"one-network", []Network{netDefault}, nil},
-		{"three-networks", []Network{netDefault, netInternal, netNoICC}, nil},
-		{"ports", []Network{netDefault, netNoICC}, somePorts},
+		{"empty", nil, nil, nil},
+		{"one-network", []Network{netDefault}, nil, nil},
+		{"three-networks", []Network{netDefault, netInternal, netNoICC}, nil, nil},
+		{"ports", []Network{netDefault, netNoICC}, nil, somePorts},
+		{"endpoints", someNets, someEndpoints, somePorts},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sb := newSandbox(t)
 			f := sb.firewall(t)
-			changes, err := f.Ensure(tt.nets, tt.ports)
+			changes, err := f.Ensure(tt.nets, tt.eps, tt.ports)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(changes) == 0 || changes[0] != "created table inet ctnet" {
-				t.Errorf("changes = %q, want first %q", changes, "created table inet ctnet")
+			if len(changes) < 2 || changes[0] != "created table inet ctnet" || changes[1] != "created table bridge ctnet" {
+				t.Errorf("changes = %q, want first both tables created", changes)
 			}
 			golden(t, tt.name, sb.listTable(t))
 
 			// Ensure is idempotent: a second run finds nothing to do.
-			changes, err = f.Ensure(tt.nets, tt.ports)
+			changes, err = f.Ensure(tt.nets, tt.eps, tt.ports)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,8 +230,13 @@ func TestGolden(t *testing.T) {
 func TestIncrementalMatchesEnsure(t *testing.T) {
 	sb := newSandbox(t)
 	f := sb.firewallWithTable(t)
-	for _, n := range []Network{netDefault, netNoICC} {
+	for _, n := range someNets {
 		if err := f.AddNetwork(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ep := range someEndpoints {
+		if err := f.AddEndpoint(networkOf(ep), ep); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -209,22 +246,30 @@ func TestIncrementalMatchesEnsure(t *testing.T) {
 	if err := f.Publish(somePorts[3:]); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "ports", sb.listTable(t))
-	changes, err := f.Ensure([]Network{netDefault, netNoICC}, somePorts)
+	golden(t, "endpoints", sb.listTable(t))
+	changes, err := f.Ensure(someNets, someEndpoints, somePorts)
 	if err != nil || len(changes) != 0 {
 		t.Errorf("Ensure after incremental calls: %q, %v; want no changes", changes, err)
 	}
 }
 
 func TestEnsureRepairs(t *testing.T) {
-	nets := []Network{netDefault, netNoICC}
+	const (
+		nets  = "added 15 network elements"
+		eps   = "added 21 endpoint elements"
+		ports = "added 6 port elements"
+	)
 	tests := []struct {
 		name    string
 		damage  []string // an nft command run in the sandbox
 		changes []string
 	}{
-		{"table deleted", []string{"delete table inet ctnet"},
-			[]string{"created table inet ctnet", "added 10 network elements", "added 6 port elements"}},
+		{"inet table deleted", []string{"delete table inet ctnet"},
+			[]string{"created table inet ctnet", nets, ports}},
+		{"bridge table deleted", []string{"delete table bridge ctnet"},
+			[]string{"created table bridge ctnet", eps}},
+		{"both tables deleted", []string{"delete table inet ctnet", "delete table bridge ctnet"},
+			[]string{"created table inet ctnet", "created table bridge ctnet", nets, eps, ports}},
 		{"port removed by hand", []string{"delete element inet ctnet ports4_any { tcp . 8080 }"},
 			[]string{"added 1 port element"}},
 		{"port changed by hand", []string{"delete element inet ctnet ports4_any { tcp . 8080 }",
@@ -233,18 +278,32 @@ func TestEnsureRepairs(t *testing.T) {
 		{"foreign elements", []string{"add element inet ctnet bridges { \"eth9\" }",
 			"add element inet ctnet ports6_any { udp . 1 : fd00::1 . 1 }"},
 			[]string{"removed 1 network element", "removed 1 port element"}},
+		{"guard removed by hand", []string{"delete element bridge ctnet guarded_ports { \"veth0000001\" }"},
+			[]string{"added 1 endpoint element"}},
+		{"endpoint address changed by hand", []string{"delete element bridge ctnet port_addrs4 { \"veth0000001\" . 10.88.0.2 }",
+			"add element bridge ctnet port_addrs4 { \"veth0000001\" . 10.88.0.99 }"},
+			[]string{"removed 1 endpoint element", "added 1 endpoint element"}},
+		{"foreign endpoint", []string{"add element bridge ctnet port_macs { \"veth9\" . 02:00:00:00:00:09 }",
+			"add element bridge ctnet guarded_ports { \"veth9\" }"},
+			[]string{"removed 2 endpoint elements"}},
 		{"rule deleted", []string{"flush chain inet ctnet forward"},
-			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 6)", "added 10 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 8)", nets, ports}},
 		{"chain added", []string{"add chain inet ctnet extra"},
-			[]string{"rebuilt table inet ctnet (8 chains, want 7)", "added 10 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (9 chains, want 8)", nets, ports}},
 		{"policy changed", []string{"add chain inet ctnet forward { type filter hook forward priority filter; policy drop; }"},
-			[]string{"rebuilt table inet ctnet (chain forward altered)", "added 10 network elements", "added 6 port elements"}},
+			[]string{"rebuilt table inet ctnet (chain forward altered)", nets, ports}},
+		{"bridge rules deleted", []string{"flush chain bridge ctnet antispoof"},
+			[]string{"rebuilt table bridge ctnet (chain antispoof has 0 rules, want 11)", eps}},
+		{"bridge policy changed", []string{"add chain bridge ctnet prerouting { type filter hook prerouting priority filter; policy drop; }"},
+			[]string{"rebuilt table bridge ctnet (chain prerouting altered)", eps}},
+		{"bridge set deleted", []string{"flush chain bridge ctnet from_port", "delete set bridge ctnet guarded_ports"},
+			[]string{"rebuilt table bridge ctnet (chain from_port has 0 rules, want 10)", eps}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sb := newSandbox(t)
 			f := sb.firewall(t)
-			if _, err := f.Ensure(nets, somePorts); err != nil {
+			if _, err := f.Ensure(someNets, someEndpoints, somePorts); err != nil {
 				t.Fatal(err)
 			}
 			for _, cmd := range tt.damage {
@@ -255,14 +314,14 @@ func TestEnsureRepairs(t *testing.T) {
 			} else if want := strings.HasPrefix(tt.changes[0], "added") || strings.HasPrefix(tt.changes[0], "removed"); ok != want {
 				t.Errorf("Present() after damage = %v, want %v", ok, want)
 			}
-			changes, err := f.Ensure(nets, somePorts)
+			changes, err := f.Ensure(someNets, someEndpoints, somePorts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if strings.Join(changes, "; ") != strings.Join(tt.changes, "; ") {
 				t.Errorf("changes = %q, want %q", changes, tt.changes)
 			}
-			golden(t, "ports", sb.listTable(t))
+			golden(t, "endpoints", sb.listTable(t))
 		})
 	}
 }
@@ -270,26 +329,36 @@ func TestEnsureRepairs(t *testing.T) {
 func TestForeignTableUntouched(t *testing.T) {
 	sb := newSandbox(t)
 	sb.nft(t, "-f", "testdata/foreign.input")
-	before := sb.nft(t, "list", "table", "ip", "filter")
+	foreign := func() string {
+		return sb.nft(t, "list", "table", "ip", "filter") + sb.nft(t, "list", "table", "bridge", "filter")
+	}
+	before := foreign()
 	f := sb.firewall(t)
-	if _, err := f.Ensure([]Network{netDefault}, somePorts[:2]); err != nil {
+	ep := someEndpoints[0]
+	if _, err := f.Ensure([]Network{netDefault}, []Endpoint{ep}, somePorts[:2]); err != nil {
 		t.Fatal(err)
 	}
 	sb.nft(t, "delete", "table", "inet", "ctnet")
-	if _, err := f.Ensure([]Network{netDefault}, somePorts[:2]); err != nil {
+	sb.nft(t, "delete", "table", "bridge", "ctnet")
+	if _, err := f.Ensure([]Network{netDefault}, []Endpoint{ep}, somePorts[:2]); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Unpublish(somePorts[:2]); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.DelEndpoint(ep); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.DelNetwork(netDefault); err != nil {
 		t.Fatal(err)
 	}
-	if after := sb.nft(t, "list", "table", "ip", "filter"); after != before {
-		t.Errorf("foreign table changed:\n--- before\n%s\n--- after\n%s", before, after)
+	if after := foreign(); after != before {
+		t.Errorf("foreign tables changed:\n--- before\n%s\n--- after\n%s", before, after)
 	}
-	if got := sb.nft(t, "list", "tables"); got != "table ip filter\ntable inet ctnet\n" {
-		t.Errorf("tables = %q", got)
+	tables := strings.Split(strings.TrimSpace(sb.nft(t, "list", "tables")), "\n")
+	sort.Strings(tables)
+	if got, want := strings.Join(tables, "; "), "table bridge ctnet; table bridge filter; table inet ctnet; table ip filter"; got != want {
+		t.Errorf("tables = %q, want %q", got, want)
 	}
 }
 
@@ -379,30 +448,30 @@ func TestPortValidation(t *testing.T) {
 	tests := []struct {
 		name string
 		p    Port
-		set  string // "" = error expected
+		set  *setSpec // nil = error expected
 	}{
 		{"all v4", Port{Proto: "tcp", HostPort: 1, ContainerIP: c4, ContainerPort: 1}, mapPorts4A},
 		{"all v6", Port{Proto: "udp", HostPort: 1, ContainerIP: c6, ContainerPort: 1}, mapPorts6A},
 		{"0.0.0.0", Port{Proto: "tcp", HostIP: net.IPv4zero, HostPort: 1, ContainerIP: c4, ContainerPort: 1}, mapPorts4A},
 		{"loopback", Port{Proto: "tcp", HostIP: net.ParseIP("127.0.0.1"), HostPort: 1, ContainerIP: c4, ContainerPort: 1}, mapPorts4},
 		{"v6 addr", Port{Proto: "sctp", HostIP: net.ParseIP("::1"), HostPort: 1, ContainerIP: c6, ContainerPort: 1}, mapPorts6},
-		{"bad proto", Port{Proto: "icmp", HostPort: 1, ContainerIP: c4, ContainerPort: 1}, ""},
-		{"port 0", Port{Proto: "tcp", ContainerIP: c4, ContainerPort: 1}, ""},
-		{"mixed families", Port{Proto: "tcp", HostIP: net.ParseIP("::"), HostPort: 1, ContainerIP: c4, ContainerPort: 1}, ""},
-		{"mixed families addr", Port{Proto: "tcp", HostIP: net.ParseIP("192.0.2.1"), HostPort: 1, ContainerIP: c6, ContainerPort: 1}, ""},
-		{"no container ip", Port{Proto: "tcp", HostPort: 1, ContainerPort: 1}, ""},
+		{"bad proto", Port{Proto: "icmp", HostPort: 1, ContainerIP: c4, ContainerPort: 1}, nil},
+		{"port 0", Port{Proto: "tcp", ContainerIP: c4, ContainerPort: 1}, nil},
+		{"mixed families", Port{Proto: "tcp", HostIP: net.ParseIP("::"), HostPort: 1, ContainerIP: c4, ContainerPort: 1}, nil},
+		{"mixed families addr", Port{Proto: "tcp", HostIP: net.ParseIP("192.0.2.1"), HostPort: 1, ContainerIP: c6, ContainerPort: 1}, nil},
+		{"no container ip", Port{Proto: "tcp", HostPort: 1, ContainerPort: 1}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, err := tt.p.element()
-			if tt.set == "" {
+			if tt.set == nil {
 				if err == nil {
-					t.Errorf("no error, element in %s", e.set)
+					t.Errorf("no error, element in %s", e.set.name)
 				}
 				return
 			}
 			if err != nil || e.set != tt.set {
-				t.Errorf("got %s, %v; want %s", e.set, err, tt.set)
+				t.Errorf("got %v, %v; want %s", e.set, err, tt.set.name)
 			}
 		})
 	}
@@ -416,13 +485,182 @@ func TestPortValidation(t *testing.T) {
 func TestAddWithoutTable(t *testing.T) {
 	sb := newSandbox(t)
 	f := sb.firewall(t)
+	ep := someEndpoints[0]
 	if err := f.AddNetwork(netDefault); !errors.Is(err, ErrNoTable) {
 		t.Errorf("AddNetwork without table: %v, want ErrNoTable", err)
 	}
 	if err := f.Publish(somePorts[:1]); !errors.Is(err, ErrNoTable) {
 		t.Errorf("Publish without table: %v, want ErrNoTable", err)
 	}
+	if err := f.AddEndpoint(netDefault, ep); !errors.Is(err, ErrNoTable) {
+		t.Errorf("AddEndpoint without table: %v, want ErrNoTable", err)
+	}
 	if out := sb.nft(t, "list", "tables"); strings.Contains(out, TableName) {
 		t.Errorf("a table was made:\n%s", out)
+	}
+	// One table is not the other.
+	if _, err := f.Ensure(nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	sb.nft(t, "delete", "table", "bridge", "ctnet")
+	if err := f.AddEndpoint(netDefault, ep); !errors.Is(err, ErrNoTable) || !strings.Contains(err.Error(), "table bridge ctnet") {
+		t.Errorf("AddEndpoint without the bridge table: %v, want ErrNoTable naming it", err)
+	} else {
+		t.Logf("error: %v", err)
+	}
+	if err := f.AddNetwork(netDefault); err != nil {
+		t.Errorf("AddNetwork with the inet table: %v", err)
+	}
+	if out := sb.nft(t, "list", "tables"); out != "table inet ctnet\n" {
+		t.Errorf("tables:\n%s", out)
+	}
+}
+
+func TestEndpointValidation(t *testing.T) {
+	good := Endpoint{Port: "veth1a2b3c4", Bridge: "ctnet0", MAC: mac("02:42:0a:58:00:02"),
+		IPs: []net.IP{net.ParseIP("10.88.0.2"), net.ParseIP("fd00:88::2")}}
+	with := func(f func(*Endpoint)) Endpoint {
+		ep := good
+		ep.IPs = append([]net.IP{}, good.IPs...)
+		f(&ep)
+		return ep
+	}
+	bad := map[string]Endpoint{
+		"no port":         with(func(ep *Endpoint) { ep.Port = "" }),
+		"long port":       with(func(ep *Endpoint) { ep.Port = "veth0123456789ab" }),
+		"NUL in port":     with(func(ep *Endpoint) { ep.Port = "veth\x00" }),
+		"other bridge":    with(func(ep *Endpoint) { ep.Bridge = "ctnet1" }),
+		"no bridge":       with(func(ep *Endpoint) { ep.Bridge = "" }),
+		"no MAC":          with(func(ep *Endpoint) { ep.MAC = nil }),
+		"short MAC":       with(func(ep *Endpoint) { ep.MAC = ep.MAC[:5] }),
+		"long MAC":        with(func(ep *Endpoint) { ep.MAC = mac("02:00:5e:10:00:00:00:01") }),
+		"multicast MAC":   with(func(ep *Endpoint) { ep.MAC = mac("01:00:5e:00:00:01") }),
+		"broadcast MAC":   with(func(ep *Endpoint) { ep.MAC = mac("ff:ff:ff:ff:ff:ff") }),
+		"zero MAC":        with(func(ep *Endpoint) { ep.MAC = make(net.HardwareAddr, 6) }),
+		"nil IP":          with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, nil) }),
+		"3-byte IP":       with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.IP{10, 0, 0}) }),
+		"0.0.0.0":         with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.IPv4zero) }),
+		"::":              with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.IPv6unspecified) }),
+		"127.0.0.1":       with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.ParseIP("127.0.0.1")) }),
+		"::1":             with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.IPv6loopback) }),
+		"IPv4 multicast":  with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.ParseIP("224.0.0.1")) }),
+		"IPv6 multicast":  with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.ParseIP("ff02::1")) }),
+		"IPv4 broadcast":  with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.IPv4bcast) }),
+		"mapped loopback": with(func(ep *Endpoint) { ep.IPs = append(ep.IPs, net.ParseIP("::ffff:127.0.0.1")) }),
+	}
+	for name, ep := range bad {
+		t.Run(name, func(t *testing.T) {
+			if els, err := ep.elements(netDefault); err == nil {
+				t.Errorf("accepted: %d elements", len(els))
+			} else {
+				t.Logf("error: %v", err)
+			}
+		})
+	}
+
+	sets := func(n Network, ep Endpoint) map[string]int {
+		els, err := ep.elements(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, e := range els {
+			got[e.set.name]++
+		}
+		return got
+	}
+	if got := sets(netDefault, good); fmt.Sprint(got) != "map[guarded_ports:1 port_addrs4:1 port_addrs6:2 port_macs:1 ports:1]" {
+		t.Errorf("guarded endpoint: %v", got)
+	}
+	open := netDefault
+	open.AllowSpoofing = true
+	if got := sets(open, good); got["guarded_ports"] != 0 || got["ports"] != 1 {
+		t.Errorf("endpoint of a network allowing spoofing: %v", got)
+	}
+	// Mapped IPv4 is IPv4; duplicates (the link-local given again) are one element.
+	dup := with(func(ep *Endpoint) {
+		ep.IPs = []net.IP{net.ParseIP("::ffff:10.88.0.2"), net.ParseIP("10.88.0.2").To4(), LinkLocal(ep.MAC)}
+	})
+	if got := sets(netDefault, dup); got["port_addrs4"] != 1 || got["port_addrs6"] != 1 {
+		t.Errorf("duplicate addresses: %v", got)
+	}
+	if got := LinkLocal(mac("02:42:0a:58:00:02")).String(); got != "fe80::42:aff:fe58:2" {
+		t.Errorf("LinkLocal = %s", got)
+	}
+}
+
+// Bad input to Ensure changes nothing.
+func TestEnsureRefuses(t *testing.T) {
+	sb := newSandbox(t)
+	f := sb.firewall(t)
+	if _, err := f.Ensure(someNets, someEndpoints, somePorts); err != nil {
+		t.Fatal(err)
+	}
+	before := sb.listTable(t)
+	other := someEndpoints[0]
+	other.IPs = []net.IP{net.ParseIP("10.88.0.9")}
+	noNet := someEndpoints[3]
+	noNet.Bridge = "ctnet9"
+	changed := netDefault
+	changed.ICC = false
+	for name, tc := range map[string]struct {
+		nets []Network
+		eps  []Endpoint
+	}{
+		"endpoint on no network's bridge": {someNets, append(someEndpoints[:3:3], noNet)},
+		"two endpoints on one port":       {someNets, append(someEndpoints[:4:4], other)},
+		"two networks on one bridge":      {append(someNets[:3:3], changed), someEndpoints},
+		"bad endpoint":                    {someNets, append(someEndpoints[:4:4], Endpoint{Port: "veth9", Bridge: "ctnet0"})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := f.Ensure(tc.nets, tc.eps, somePorts); err == nil {
+				t.Error("accepted")
+			} else {
+				t.Logf("error: %v", err)
+			}
+			if got := sb.listTable(t); got != before {
+				t.Errorf("refused Ensure changed the tables:\n%s", got)
+			}
+		})
+	}
+	// The same endpoint or network twice is no conflict.
+	if changes, err := f.Ensure(append(someNets, netDefault), append(someEndpoints, someEndpoints[0]), somePorts); err != nil || len(changes) > 0 {
+		t.Errorf("Ensure with duplicates: %q, %v", changes, err)
+	}
+	// Turning anti-spoofing off for a network is one element per endpoint.
+	nets := append([]Network{}, someNets...)
+	nets[0].AllowSpoofing = true
+	if changes, err := f.Ensure(nets, someEndpoints, somePorts); err != nil || strings.Join(changes, "; ") != "removed 2 endpoint elements" {
+		t.Errorf("Ensure with anti-spoofing off on ctnet0: %q, %v", changes, err)
+	}
+}
+
+func TestDelEndpoint(t *testing.T) {
+	sb := newSandbox(t)
+	f := sb.firewallWithTable(t)
+	mine, other := someEndpoints[2], someEndpoints[3]
+	must(t, "add other", f.AddEndpoint(netRouted, other))
+	without := sb.listTable(t)
+	must(t, "add mine", f.AddEndpoint(netNoICC, mine))
+	if got := sb.listTable(t); got == without {
+		t.Fatal("AddEndpoint changed nothing")
+	}
+	must(t, "delete mine", f.DelEndpoint(mine))
+	if got := sb.listTable(t); got != without {
+		t.Errorf("after DelEndpoint:\n%s\nwant:\n%s", got, without)
+	}
+	// Idempotent, whatever its network's switch was, and with either table gone.
+	must(t, "delete mine again", f.DelEndpoint(mine))
+	must(t, "delete other (spoofing allowed)", f.DelEndpoint(other))
+	if out := sb.nft(t, "list", "set", "bridge", "ctnet", "ports"); strings.Contains(out, "veth") {
+		t.Errorf("ports left:\n%s", out)
+	}
+	must(t, "add again", f.AddEndpoint(netNoICC, mine))
+	sb.nft(t, "delete", "table", "inet", "ctnet")
+	must(t, "delete without the inet table", f.DelEndpoint(mine))
+	sb.nft(t, "delete", "table", "bridge", "ctnet")
+	must(t, "delete without tables", f.DelEndpoint(mine))
+	if err := f.DelEndpoint(Endpoint{Port: "veth1"}); err == nil {
+		t.Error("DelEndpoint without a MAC accepted")
 	}
 }

@@ -10,13 +10,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The layout is fixed: every per-network and per-port fact is an element of one
-// of these sets, so no operation after creation ever adds or removes a rule.
+// The layout is fixed: every per-network, per-endpoint and per-port fact is
+// an element of one of these sets, so no operation after creation ever adds
+// or removes a rule.
 
-// TableName is the one nftables table ctnet owns (family inet).
+// TableName is the name of the nftables tables ctnet owns: inet ctnet (NAT,
+// forwarding, the host) and bridge ctnet (what enters a bridge from its ports).
 const TableName = "ctnet"
 
-var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+var (
+	inetTable   = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	bridgeTable = &nftables.Table{Name: TableName, Family: nftables.TableFamilyBridge}
+)
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	}
+	return fmt.Sprint(f)
+}
+
+// tableName is how nft names t: "inet ctnet".
+func tableName(t *nftables.Table) string { return familyName(t.Family) + " " + t.Name }
 
 var (
 	ifnameType   = nftables.TypeIFName
@@ -28,31 +46,24 @@ var (
 	addr6IfName  = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIFName)
 	addr4PrtPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	addr6PrtPort = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifnameMAC    = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr)
+	ifnameAddr4  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+	ifnameAddr6  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)
 )
 
-// Set names. Kinds group them for the change summary of Ensure.
-const (
-	setBridges  = "bridges"          // every ctnet bridge
-	setMasq     = "masq_bridges"     // bridges whose traffic is masqueraded to the outside
-	setInternal = "internal_bridges" // bridges that talk only to themselves and the host
-	setNoICC    = "noicc_bridges"    // bridges whose ports may not talk to each other
-	setPairs    = "bridge_pairs"     // "br . br" for every bridge: matches iif == oif
-	setSubnets4 = "subnets4"         // subnet . bridge (interval)
-	setSubnets6 = "subnets6"
-	mapPorts4   = "ports4_addr" // ip daddr . l4proto . dport : addr . port
-	mapPorts4A  = "ports4_any"  // l4proto . dport : addr . port (all host addresses)
-	mapPorts6   = "ports6_addr"
-	mapPorts6A  = "ports6_any"
-)
-
+// Kinds group sets for the change summary of Ensure.
 type setKind int
 
 const (
 	kindNetwork setKind = iota
+	kindEndpoint
 	kindPort
 )
 
+var kindNames = map[setKind]string{kindNetwork: "network", kindEndpoint: "endpoint", kindPort: "port"}
+
 type setSpec struct {
+	table    *nftables.Table
 	name     string
 	key      nftables.SetDatatype
 	data     nftables.SetDatatype // zero for plain sets
@@ -60,11 +71,11 @@ type setSpec struct {
 	interval bool
 }
 
-func (s setSpec) isMap() bool { return s.data.Bytes != 0 }
+func (s *setSpec) isMap() bool { return s.data.Bytes != 0 }
 
-func (s setSpec) set() *nftables.Set {
+func (s *setSpec) set() *nftables.Set {
 	set := &nftables.Set{
-		Table:         table,
+		Table:         s.table,
 		Name:          s.name,
 		KeyType:       s.key,
 		DataType:      s.data,
@@ -79,18 +90,43 @@ func (s setSpec) set() *nftables.Set {
 	return set
 }
 
-var setSpecs = []setSpec{
-	{name: setBridges, key: ifnameType, kind: kindNetwork},
-	{name: setMasq, key: ifnameType, kind: kindNetwork},
-	{name: setInternal, key: ifnameType, kind: kindNetwork},
-	{name: setNoICC, key: ifnameType, kind: kindNetwork},
-	{name: setPairs, key: ifnamePair, kind: kindNetwork},
-	{name: setSubnets4, key: addr4IfName, kind: kindNetwork, interval: true},
-	{name: setSubnets6, key: addr6IfName, kind: kindNetwork, interval: true},
-	{name: mapPorts4, key: addr4PrtPort, data: addr4Port, kind: kindPort},
-	{name: mapPorts4A, key: protoPort, data: addr4Port, kind: kindPort},
-	{name: mapPorts6, key: addr6PrtPort, data: addr6Port, kind: kindPort},
-	{name: mapPorts6A, key: protoPort, data: addr6Port, kind: kindPort},
+// Sets of inet ctnet.
+var (
+	setBridges  = &setSpec{table: inetTable, name: "bridges", key: ifnameType}          // every ctnet bridge
+	setMasq     = &setSpec{table: inetTable, name: "masq_bridges", key: ifnameType}     // traffic to the outside is masqueraded
+	setInternal = &setSpec{table: inetTable, name: "internal_bridges", key: ifnameType} // talk only to themselves and the host
+	setNoICC    = &setSpec{table: inetTable, name: "noicc_bridges", key: ifnameType}    // ports may not talk to each other
+	setRouted   = &setSpec{table: inetTable, name: "routed_bridges", key: ifnameType}   // the outside may open connections to any port
+	setPairs    = &setSpec{table: inetTable, name: "bridge_pairs", key: ifnamePair}     // "br . br" for every bridge: matches iif == oif
+	setSubnets4 = &setSpec{table: inetTable, name: "subnets4", key: addr4IfName, interval: true}
+	setSubnets6 = &setSpec{table: inetTable, name: "subnets6", key: addr6IfName, interval: true}
+	mapPorts4   = &setSpec{table: inetTable, name: "ports4_addr", key: addr4PrtPort, data: addr4Port, kind: kindPort} // ip daddr . l4proto . dport : addr . port
+	mapPorts4A  = &setSpec{table: inetTable, name: "ports4_any", key: protoPort, data: addr4Port, kind: kindPort}     // l4proto . dport : addr . port (all host addresses)
+	mapPorts6   = &setSpec{table: inetTable, name: "ports6_addr", key: addr6PrtPort, data: addr6Port, kind: kindPort}
+	mapPorts6A  = &setSpec{table: inetTable, name: "ports6_any", key: protoPort, data: addr6Port, kind: kindPort}
+)
+
+// Sets of bridge ctnet, keyed by the endpoint's port (host-side veth): the
+// kernel ctnet must run on may lack `meta ibrname` (NFT_BRIDGE_META), so a
+// port is known by its name only.
+var (
+	setPorts   = &setSpec{table: bridgeTable, name: "ports", key: ifnameType, kind: kindEndpoint}         // every endpoint
+	setGuarded = &setSpec{table: bridgeTable, name: "guarded_ports", key: ifnameType, kind: kindEndpoint} // endpoints bound to their MAC and addresses
+	setMACs    = &setSpec{table: bridgeTable, name: "port_macs", key: ifnameMAC, kind: kindEndpoint}
+	setAddrs4  = &setSpec{table: bridgeTable, name: "port_addrs4", key: ifnameAddr4, kind: kindEndpoint}
+	setAddrs6  = &setSpec{table: bridgeTable, name: "port_addrs6", key: ifnameAddr6, kind: kindEndpoint}
+)
+
+type tableSpec struct {
+	table  *nftables.Table
+	sets   []*setSpec
+	chains []chainSpec // regular (hookless) chains first: base chains jump to them
+}
+
+var tableSpecs = []*tableSpec{
+	{table: inetTable, chains: inetChains, sets: []*setSpec{setBridges, setMasq, setInternal, setNoICC, setRouted, setPairs,
+		setSubnets4, setSubnets6, mapPorts4, mapPorts4A, mapPorts6, mapPorts6A}},
+	{table: bridgeTable, chains: bridgeChains, sets: []*setSpec{setPorts, setGuarded, setMACs, setAddrs4, setAddrs6}},
 }
 
 type chainSpec struct {
@@ -102,72 +138,87 @@ type chainSpec struct {
 	rules  []ruleSpec
 }
 
+type sets map[*setSpec]*nftables.Set
+
 type ruleSpec struct {
 	comment string
-	exprs   func(sets map[string]*nftables.Set) []expr.Any
+	exprs   func(s sets) []expr.Any
 }
-
-// Chain names; regular (hookless) chains come first because base chains jump to them.
-const (
-	chainPublished   = "published"
-	chainIntraBridge = "intra_bridge"
-)
 
 var (
 	accept       = nftables.ChainPolicyAccept
 	prioDstNAT   = nftables.ChainPriorityNATDest
 	prioSrcNAT   = nftables.ChainPriorityNATSource
 	prioFilter   = nftables.ChainPriorityFilter
+	prioBrFilter = nftables.ChainPriorityRef(-200) // NF_BR_PRI_FILTER_BRIDGED: "filter" in the bridge family
 	rtnLocal     = binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)
 	loopback6    = []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	unspecified6 = make([]byte, 16)
 	ctDNAT       = uint32(0x20) // IPS_DST_NAT
 	ctEstRel     = expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED
-	ctNewInvalid = expr.CtStateBitNEW | expr.CtStateBitINVALID
 )
 
-var chainSpecs = []chainSpec{
-	{name: chainPublished, rules: []ruleSpec{
-		{"published ports on one IPv4 host address", func(s map[string]*nftables.Set) []expr.Any {
+var inetChains = []chainSpec{
+	{name: "published", rules: []ruleSpec{
+		{"published ports on one IPv4 host address", func(s sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV4), ip4Daddr(1), l4proto(9), thDport(10),
 				mapLookup(1, s[mapPorts4]), dnat(unix.NFPROTO_IPV4, 9))
 		}},
-		{"published ports on all IPv4 host addresses", func(s map[string]*nftables.Set) []expr.Any {
+		{"published ports on all IPv4 host addresses", func(s sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV4), l4proto(1), thDport(9),
 				mapLookup(1, s[mapPorts4A]), dnat(unix.NFPROTO_IPV4, 9))
 		}},
-		{"published ports on one IPv6 host address", func(s map[string]*nftables.Set) []expr.Any {
+		{"published ports on one IPv6 host address", func(s sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV6), ip6Daddr(1), l4proto(2), thDport(13),
 				mapLookup(1, s[mapPorts6]), dnat(unix.NFPROTO_IPV6, 2))
 		}},
-		{"published ports on all IPv6 host addresses", func(s map[string]*nftables.Set) []expr.Any {
+		{"published ports on all IPv6 host addresses", func(s sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV6), l4proto(1), thDport(9),
 				mapLookup(1, s[mapPorts6A]), dnat(unix.NFPROTO_IPV6, 2))
 		}},
 	}},
-	{name: chainIntraBridge, rules: []ruleSpec{
-		{"published ports stay reachable from siblings", func(map[string]*nftables.Set) []expr.Any {
+	{name: "intra_bridge", rules: []ruleSpec{
+		{"published ports stay reachable from siblings", func(sets) []expr.Any {
 			return cat(ctStatus(ctDNAT), verdict(expr.VerdictAccept, ""))
 		}},
-		{"icc=false", func(s map[string]*nftables.Set) []expr.Any {
+		{"icc=false", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setNoICC], false), verdict(expr.VerdictDrop, ""))
 		}},
-		{"same bridge", func(map[string]*nftables.Set) []expr.Any {
+		{"same bridge", func(sets) []expr.Any {
 			return cat(verdict(expr.VerdictAccept, ""))
+		}},
+	}},
+	// A container may reach another network's published ports through a host
+	// address, as from anywhere else; nothing else crosses, not even a packet
+	// that conntrack would call a reply: a forged one would otherwise be let
+	// into another network's flows. The source must be on the input bridge's
+	// own subnets, so a packet "from the outside" cannot ride a DNAT flow either.
+	{name: "between_bridges", rules: []ruleSpec{
+		{"published ports of another network", func(s sets) []expr.Any {
+			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 4, 1),
+				meta(expr.MetaKeyIIFNAME, 9), lookup(1, s[setSubnets4], false), verdict(expr.VerdictAccept, ""))
+		}},
+		{"published ports of another network", func(s sets) []expr.Any {
+			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1),
+				meta(expr.MetaKeyIIFNAME, 2), lookup(1, s[setSubnets6], false), verdict(expr.VerdictAccept, ""))
+		}},
+		{"network isolation", func(sets) []expr.Any {
+			return cat(verdict(expr.VerdictDrop, ""))
 		}},
 	}},
 	{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, prio: prioDstNAT, policy: &accept, rules: []ruleSpec{
 		// Loopback destinations arriving from outside must never be translated:
 		// Docker's DNAT of 127.0.0.1 ports let neighbours reach them via the host's MAC.
-		{"no loopback from the wire", func(map[string]*nftables.Set) []expr.Any {
+		{"no loopback from the wire", func(sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 16, 1, 1),
 				cmpEq(1, []byte{127}), verdict(expr.VerdictReturn, ""))
 		}},
-		{"no loopback from the wire", func(map[string]*nftables.Set) []expr.Any {
+		{"no loopback from the wire", func(sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 24, 16, 1),
 				cmpEq(1, loopback6), verdict(expr.VerdictReturn, ""))
 		}},
-		{"to this host", func(map[string]*nftables.Set) []expr.Any {
-			return cat(fibDaddrLocal(), verdict(expr.VerdictJump, chainPublished))
+		{"to this host", func(sets) []expr.Any {
+			return cat(fibDaddrLocal(), verdict(expr.VerdictJump, "published"))
 		}},
 	}},
 	{name: "output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, prio: prioDstNAT, policy: &accept, rules: []ruleSpec{
@@ -175,12 +226,12 @@ var chainSpecs = []chainSpec{
 		// loopback addresses on real devices): ports on [::1] are served by
 		// rewriting sockets (package loopback), and a DNAT here would only
 		// turn "connection refused" into a hang.
-		{"[::1] is not translated", func(map[string]*nftables.Set) []expr.Any {
+		{"[::1] is not translated", func(sets) []expr.Any {
 			return cat(nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 24, 16, 1),
 				cmpEq(1, loopback6), verdict(expr.VerdictReturn, ""))
 		}},
-		{"from this host", func(map[string]*nftables.Set) []expr.Any {
-			return cat(fibDaddrLocal(), verdict(expr.VerdictJump, chainPublished))
+		{"from this host", func(sets) []expr.Any {
+			return cat(fibDaddrLocal(), verdict(expr.VerdictJump, "published"))
 		}},
 	}},
 	{name: "postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, prio: prioSrcNAT, policy: &accept, rules: []ruleSpec{
@@ -188,90 +239,257 @@ var chainSpecs = []chainSpec{
 		// address must get replies from the host, not straight from the sibling.
 		// Matched by source subnet: with br_netfilter this packet is bridged
 		// and postrouting sees no input interface.
-		{"hairpin", func(s map[string]*nftables.Set) []expr.Any {
+		{"hairpin", func(s sets) []expr.Any {
 			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 4, 1),
 				meta(expr.MetaKeyOIFNAME, 9), lookup(1, s[setSubnets4], false), &expr.Masq{})
 		}},
-		{"hairpin", func(s map[string]*nftables.Set) []expr.Any {
+		{"hairpin", func(s sets) []expr.Any {
 			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1),
 				meta(expr.MetaKeyOIFNAME, 2), lookup(1, s[setSubnets6], false), &expr.Masq{})
 		}},
 		// Ports published on 127.0.0.1 leave with a loopback source (needs
 		// route_localnet on the bridge); the container could not answer it.
-		{"from host loopback", func(s map[string]*nftables.Set) []expr.Any {
+		{"from host loopback", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setBridges], false),
 				nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 1, 1),
 				cmpEq(1, []byte{127}), &expr.Masq{})
 		}},
-		{"to the outside", func(s map[string]*nftables.Set) []expr.Any {
+		{"to the outside", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setMasq], false),
 				meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setBridges], true), &expr.Masq{})
 		}},
 	}},
+	// Isolation comes before "replies": conntrack matches a forged packet to
+	// a flow as readily as a real one.
 	{name: "forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, prio: prioFilter, policy: &accept, rules: []ruleSpec{
-		{"replies", func(map[string]*nftables.Set) []expr.Any {
-			return cat(ctState(ctEstRel), verdict(expr.VerdictAccept, ""))
+		{"no loopback source from containers", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
+				nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 1, 1),
+				cmpEq(1, []byte{127}), verdict(expr.VerdictDrop, ""))
 		}},
 		// iif == oif: routed hairpin, or bridged frames when br_netfilter is loaded.
-		{"within one bridge", func(s map[string]*nftables.Set) []expr.Any {
+		{"within one bridge", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), meta(expr.MetaKeyOIFNAME, 2),
-				lookup(1, s[setPairs], false), verdict(expr.VerdictGoto, chainIntraBridge))
+				lookup(1, s[setPairs], false), verdict(expr.VerdictGoto, "intra_bridge"))
 		}},
-		{"internal network", func(s map[string]*nftables.Set) []expr.Any {
+		{"internal network", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setInternal], false), verdict(expr.VerdictDrop, ""))
 		}},
-		{"internal network", func(s map[string]*nftables.Set) []expr.Any {
+		{"internal network", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setInternal], false), verdict(expr.VerdictDrop, ""))
 		}},
-		{"published ports", func(map[string]*nftables.Set) []expr.Any {
+		{"between networks", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
+				meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setBridges], false), verdict(expr.VerdictGoto, "between_bridges"))
+		}},
+		{"replies", func(sets) []expr.Any {
+			return cat(ctState(ctEstRel), verdict(expr.VerdictAccept, ""))
+		}},
+		{"published ports", func(sets) []expr.Any {
 			return cat(ctStatus(ctDNAT), verdict(expr.VerdictAccept, ""))
 		}},
-		{"network isolation", func(s map[string]*nftables.Set) []expr.Any {
-			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
-				meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setBridges], false), verdict(expr.VerdictDrop, ""))
+		// A neighbour that routes a container subnet via this host would
+		// otherwise reach every port of every container.
+		{"only published ports from outside", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setBridges], false),
+				meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setRouted], true), verdict(expr.VerdictDrop, ""))
 		}},
 	}},
+	// route_localnet on a bridge would otherwise let containers reach the
+	// host's 127.0.0.1 services (CVE-2020-8558) and, with a forged loopback
+	// source, inject into the host's own loopback flows. The only loopback
+	// traffic a container takes part in is a port published on 127.0.0.1:
+	// DNATed and masqueraded on the way in, so its replies reach this hook
+	// with their destination already translated back to 127.0.0.1.
 	{name: "input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, prio: prioFilter, policy: &accept, rules: []ruleSpec{
-		// route_localnet on a bridge would otherwise let containers reach the
-		// host's 127.0.0.1 services (CVE-2020-8558).
-		{"no host loopback from containers", func(s map[string]*nftables.Set) []expr.Any {
+		{"no loopback source from containers", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
+				nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 12, 1, 1),
+				cmpEq(1, []byte{127}), verdict(expr.VerdictDrop, ""))
+		}},
+		{"replies of ports published on 127.0.0.1", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
+				nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 16, 1, 1), cmpEq(1, []byte{127}),
+				&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1}, cmpEq(1, []byte{1}), // IP_CT_DIR_REPLY
+				ctStatus(ctDNAT), verdict(expr.VerdictAccept, ""))
+		}},
+		{"no host loopback from containers", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
 				nfproto(unix.NFPROTO_IPV4), payload(expr.PayloadBaseNetworkHeader, 16, 1, 1),
-				cmpEq(1, []byte{127}), ctState(ctNewInvalid), verdict(expr.VerdictDrop, ""))
+				cmpEq(1, []byte{127}), verdict(expr.VerdictDrop, ""))
 		}},
 	}},
 }
 
-func (c chainSpec) chain() *nftables.Chain {
-	return &nftables.Chain{Name: c.name, Table: table, Type: c.typ, Hooknum: c.hook, Priority: c.prio, Policy: c.policy}
+// Ethertypes as the payload expression reads them (network byte order).
+var (
+	etherARP    = []byte{0x08, 0x06}
+	etherIPv4   = []byte{0x08, 0x00}
+	etherIPv6   = []byte{0x86, 0xdd}
+	ether8021Q  = []byte{0x81, 0x00}
+	ether8021AD = []byte{0x88, 0xa8}
+)
+
+// ICMP and ICMPv6 types.
+const (
+	icmpRedirect    = 5
+	icmp6RouterAdv  = 134
+	icmp6NeighSol   = 135
+	icmp6NeighAdv   = 136
+	icmp6Redirect   = 137
+	icmp6MLD2Report = 143
+)
+
+// The bridge table sees every frame a container sends, before the bridge
+// forwards it to a sibling or hands it to the host, with or without
+// br_netfilter; inet hooks never see frames between two ports of a bridge.
+var bridgeChains = []chainSpec{
+	// Binding a port to its MAC and addresses: otherwise a container can
+	// answer ARP or ND for a sibling's address and take its traffic (the
+	// bridge would even learn the sibling's MAC on the wrong port), or send
+	// with another's source address. ARP's and ND's layouts are checked by
+	// the receiving kernel, which drops lengths other than Ethernet's and IPv4's.
+	{name: "antispoof", rules: []ruleSpec{
+		{"Ethernet source", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseLLHeader, 6, 6, 2),
+				lookup(1, s[setMACs], true), verdict(expr.VerdictDrop, ""))
+		}},
+		{"ARP sender", func(s sets) []expr.Any {
+			return cat(etherType(etherARP), meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseNetworkHeader, 8, 6, 2),
+				lookup(1, s[setMACs], true), verdict(expr.VerdictDrop, ""))
+		}},
+		{"ARP sender", func(s sets) []expr.Any {
+			return cat(etherType(etherARP), meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseNetworkHeader, 14, 4, 2),
+				lookup(1, s[setAddrs4], false), verdict(expr.VerdictAccept, ""))
+		}},
+		{"ARP probe (RFC 5227)", func(s sets) []expr.Any {
+			return cat(etherType(etherARP), payload(expr.PayloadBaseNetworkHeader, 14, 4, 1),
+				cmpEq(1, make([]byte, 4)), verdict(expr.VerdictAccept, ""))
+		}},
+		{"IPv4 source", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv4), meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseNetworkHeader, 12, 4, 2),
+				lookup(1, s[setAddrs4], false), verdict(expr.VerdictAccept, ""))
+		}},
+		{"DHCP client without an address", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv4), payload(expr.PayloadBaseNetworkHeader, 12, 4, 1), cmpEq(1, make([]byte, 4)),
+				l4proto(1), cmpEq(1, []byte{unix.IPPROTO_UDP}),
+				payload(expr.PayloadBaseTransportHeader, 2, 2, 1), cmpEq(1, be16(67)), verdict(expr.VerdictAccept, ""))
+		}},
+		// The neighbour caches of the host and the siblings believe the
+		// target of an advertisement, whatever its source.
+		{"neighbour advertisements for own addresses only", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv6), l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMPV6}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmp6NeighAdv}),
+				meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseTransportHeader, 8, 16, 2),
+				lookup(1, s[setAddrs6], true), verdict(expr.VerdictDrop, ""))
+		}},
+		{"IPv6 source", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv6), meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseNetworkHeader, 8, 16, 2),
+				lookup(1, s[setAddrs6], false), verdict(expr.VerdictAccept, ""))
+		}},
+		// Only for its own addresses: a probe for a sibling's tentative
+		// address would make the sibling give it up.
+		{"duplicate address detection", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1), cmpEq(1, unspecified6),
+				l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMPV6}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmp6NeighSol}),
+				meta(expr.MetaKeyIIFNAME, 1), payload(expr.PayloadBaseTransportHeader, 8, 16, 2),
+				lookup(1, s[setAddrs6], false), verdict(expr.VerdictAccept, ""))
+		}},
+		// The kernel reports its solicited-node groups from :: while its
+		// link-local address is still tentative.
+		{"MLD before an address", func(s sets) []expr.Any {
+			return cat(etherType(etherIPv6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1), cmpEq(1, unspecified6),
+				l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMPV6}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmp6MLD2Report}), verdict(expr.VerdictAccept, ""))
+		}},
+		{"anything else", func(sets) []expr.Any {
+			return cat(verdict(expr.VerdictDrop, ""))
+		}},
+	}},
+	{name: "from_port", rules: []ruleSpec{
+		// The kernel strips a VLAN tag before the hook: a frame tagged with
+		// VLAN 0 (twice) would carry what follows past every match here.
+		{"no VLAN tags", func(sets) []expr.Any {
+			return cat(payload(expr.PayloadBaseLLHeader, 12, 2, 1), cmpEq(1, ether8021Q), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no VLAN tags", func(sets) []expr.Any {
+			return cat(payload(expr.PayloadBaseLLHeader, 12, 2, 1), cmpEq(1, ether8021AD), verdict(expr.VerdictDrop, ""))
+		}},
+		// A container is never a router (CVE-2020-13401): an RA would give
+		// the host and its siblings a default route through it, addresses
+		// and an MTU; a redirect would move their routes to it.
+		{"no router advertisements", func(sets) []expr.Any {
+			return cat(l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMPV6}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmp6RouterAdv}), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no redirects", func(sets) []expr.Any {
+			return cat(l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMPV6}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmp6Redirect}), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no redirects", func(sets) []expr.Any {
+			return cat(l4proto(1), cmpEq(1, []byte{unix.IPPROTO_ICMP}),
+				payload(expr.PayloadBaseTransportHeader, 0, 1, 1), cmpEq(1, []byte{icmpRedirect}), verdict(expr.VerdictDrop, ""))
+		}},
+		// Bridges have route_localnet=1 (ports published on 127.0.0.1), so
+		// the host would take these; nothing a container sends has them.
+		{"no loopback addresses", func(sets) []expr.Any {
+			return cat(metaProtocol(etherIPv4), payload(expr.PayloadBaseNetworkHeader, 12, 1, 1),
+				cmpEq(1, []byte{127}), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no loopback addresses", func(sets) []expr.Any {
+			return cat(metaProtocol(etherIPv4), payload(expr.PayloadBaseNetworkHeader, 16, 1, 1),
+				cmpEq(1, []byte{127}), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no loopback addresses", func(sets) []expr.Any {
+			return cat(metaProtocol(etherIPv6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1),
+				cmpEq(1, loopback6), verdict(expr.VerdictDrop, ""))
+		}},
+		{"no loopback addresses", func(sets) []expr.Any {
+			return cat(metaProtocol(etherIPv6), payload(expr.PayloadBaseNetworkHeader, 24, 16, 1),
+				cmpEq(1, loopback6), verdict(expr.VerdictDrop, ""))
+		}},
+		{"source binding", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setGuarded], false), verdict(expr.VerdictGoto, "antispoof"))
+		}},
+	}},
+	{name: "prerouting", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, prio: prioBrFilter, policy: &accept, rules: []ruleSpec{
+		{"from a container", func(s sets) []expr.Any {
+			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setPorts], false), verdict(expr.VerdictJump, "from_port"))
+		}},
+	}},
+}
+
+func (c chainSpec) chain(t *nftables.Table) *nftables.Chain {
+	return &nftables.Chain{Name: c.name, Table: t, Type: c.typ, Hooknum: c.hook, Priority: c.prio, Policy: c.policy}
 }
 
 func comment(s string) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, s)
 }
 
-// addLayout queues the whole table (without elements) on c and returns the
+// addLayout queues the whole table (without elements) on c and returns its
 // sets so that elements can be queued in the same batch.
-func addLayout(c *nftables.Conn) (map[string]*nftables.Set, error) {
-	c.AddTable(table)
-	sets := make(map[string]*nftables.Set, len(setSpecs))
-	for _, s := range setSpecs {
-		set := s.set()
+func (ts *tableSpec) addLayout(c *nftables.Conn) (sets, error) {
+	c.AddTable(ts.table)
+	s := make(sets, len(ts.sets))
+	for _, spec := range ts.sets {
+		set := spec.set()
 		if err := c.AddSet(set, nil); err != nil {
-			return nil, fmt.Errorf("set %s: %w", s.name, err)
+			return nil, fmt.Errorf("set %s: %w", spec.name, err)
 		}
-		sets[s.name] = set
+		s[spec] = set
 	}
-	chains := make([]*nftables.Chain, len(chainSpecs))
-	for i, cs := range chainSpecs {
-		chains[i] = c.AddChain(cs.chain())
+	chains := make([]*nftables.Chain, len(ts.chains))
+	for i, cs := range ts.chains {
+		chains[i] = c.AddChain(cs.chain(ts.table))
 	}
-	for i, cs := range chainSpecs {
+	for i, cs := range ts.chains {
 		for _, r := range cs.rules {
-			c.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: r.exprs(sets), UserData: comment(r.comment)})
+			c.AddRule(&nftables.Rule{Table: ts.table, Chain: chains[i], Exprs: r.exprs(s), UserData: comment(r.comment)})
 		}
 	}
-	return sets, nil
+	return s, nil
 }
 
 // Expression helpers; register numbers follow what nft itself generates so
@@ -298,6 +516,17 @@ func cmpEq(reg uint32, data []byte) expr.Any {
 
 func nfproto(p byte) []expr.Any {
 	return []expr.Any{meta(expr.MetaKeyNFPROTO, 1), cmpEq(1, []byte{p})}
+}
+
+// metaProtocol matches the ethertype the kernel parsed (after any VLAN tag).
+func metaProtocol(ethertype []byte) []expr.Any {
+	return []expr.Any{meta(expr.MetaKeyPROTOCOL, 1), cmpEq(1, ethertype)}
+}
+
+// etherType matches the Ethernet header's type field (a tagged frame shows
+// its tag's type there).
+func etherType(ethertype []byte) []expr.Any {
+	return []expr.Any{payload(expr.PayloadBaseLLHeader, 12, 2, 1), cmpEq(1, ethertype)}
 }
 
 func payload(base expr.PayloadBase, off, n, reg uint32) expr.Any {

@@ -3,35 +3,77 @@ package firewall
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
-// inNS runs fn on a thread inside ns. The thread is never returned to the
-// scheduler: it exits with the goroutine.
+// inNS runs fn on a thread inside ns, pinned to testCPU. The thread is
+// never returned to the scheduler: it exits with the goroutine.
 func inNS(t *testing.T, ns netns.NsHandle, fn func()) {
 	t.Helper()
 	done := make(chan error)
 	go func() {
+		err := errors.New("t.FailNow") // unless fn returns
+		defer func() { done <- err }()
 		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			done <- err
+		if err = pinThread(); err != nil {
 			return
 		}
+		if err = netns.Set(ns); err != nil {
+			err = fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		err = errors.New("t.FailNow")
 		fn()
-		done <- nil
+		err = nil
 	}()
 	if err := <-done; err != nil {
-		t.Fatalf("enter netns: %v", err)
+		t.Fatal(err)
 	}
+}
+
+// testCPU is the one CPU that test threads sending packets run on. A veth
+// hands a packet to the backlog of the CPU that sent it (no RPS by
+// default) and every hop after that runs there too, in order; so when a
+// probe sent after a packet has been answered, the packet has been dealt
+// with: a barrier instead of a timeout when a test proves that something
+// did not arrive.
+var testCPU = sync.OnceValues(func() (int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return 0, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	for cpu := 0; cpu < 1024; cpu++ {
+		if set.IsSet(cpu) {
+			return cpu, nil
+		}
+	}
+	return 0, errors.New("no CPU in this process's affinity mask")
+})
+
+// pinThread pins the calling (locked) thread to testCPU.
+func pinThread() error {
+	cpu, err := testCPU()
+	if err != nil {
+		return err
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin thread to CPU %d: %w", cpu, err)
+	}
+	return nil
 }
 
 // extraNS makes another namespace without moving the calling thread.
@@ -128,6 +170,8 @@ func TestPackets(t *testing.T) {
 	}
 }
 
+var ctrMAC = net.HardwareAddr{0x02, 0x42, 0x0a, 0x58, 0x00, 0x02}
+
 func testPackets(t *testing.T, brNetfilter bool) {
 	sb := newSandbox(t)
 	hostNS, ctrNS, outNS := sb.ns, extraNS(t), extraNS(t)
@@ -137,7 +181,7 @@ func testPackets(t *testing.T, brNetfilter bool) {
 	br := linkUp(t, h, "ctnet0", "10.88.0.1/24")
 	must(t, "veth to container", h.LinkAdd(&netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: "fwv0", MasterIndex: br.Attrs().Index},
-		PeerName:  "eth0", PeerNamespace: netlink.NsFd(ctrNS)}))
+		PeerName:  "eth0", PeerNamespace: netlink.NsFd(ctrNS), PeerHardwareAddr: ctrMAC}))
 	veth := linkUp(t, h, "fwv0", "")
 	if brNetfilter {
 		// With br_netfilter a DNATed packet whose new destination is on the
@@ -168,8 +212,11 @@ func testPackets(t *testing.T, brNetfilter bool) {
 	}
 
 	f := sb.firewallWithTable(t)
-	must(t, "add network", f.AddNetwork(Network{Bridge: "ctnet0", Subnets: []*net.IPNet{cidr("10.88.0.0/24")}, Masquerade: true, ICC: true}))
+	n := Network{Bridge: "ctnet0", Subnets: []*net.IPNet{cidr("10.88.0.0/24")}, Masquerade: true, ICC: true}
+	must(t, "add network", f.AddNetwork(n))
 	c := net.ParseIP("10.88.0.2")
+	// Bound to its port: what follows must work through the anti-spoofing rules.
+	must(t, "add endpoint", f.AddEndpoint(n, Endpoint{Port: "fwv0", Bridge: "ctnet0", MAC: ctrMAC, IPs: []net.IP{c}}))
 	must(t, "publish", f.Publish([]Port{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: c, ContainerPort: 80},
 		{Proto: "tcp", HostIP: net.ParseIP("127.0.0.1"), HostPort: 8081, ContainerIP: c, ContainerPort: 80},

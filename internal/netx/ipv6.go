@@ -10,26 +10,38 @@ import (
 	"github.com/ctnet/ctnet/internal/namespace"
 )
 
-// disableIPv6 turns IPv6 off on both ends of a new pair through
-// net.ipv6.conf.<if>.disable_ipv6. The kernel refuses IFLA_AF_SPEC inet6
+// tuneIPv6 turns IPv6 off on both ends of a new pair (DisableIPv6), or only
+// router advertisements (NoRA), through net.ipv6.conf.<if>.*. The kernel refuses IFLA_AF_SPEC inet6
 // (addrgenmode) in RTM_NEWLINK (EAFNOSUPPORT), and addrgenmode none would
 // still leave a multicast route and MLD per link; disable_ipv6 leaves no
 // IPv6 state at all. Neither end has carrier yet (the peer is down), so no
 // address or route was made that would need tearing down. /proc/sys/net acts
 // on the opener's namespace, hence the thread visits both namespaces.
-func disableIPv6(h *Handle, s VethSpec) error {
+func tuneIPv6(h *Handle, s VethSpec) error {
+	write := writeDisableIPv6
+	if !s.DisableIPv6 {
+		write = writeNoRA
+	}
 	return inNamespaces(func(enter func(netns.NsHandle) error) error {
 		if err := enter(h.NS()); err != nil {
 			return err
 		}
-		if err := writeDisableIPv6(s.HostName); err != nil {
+		if err := write(s.HostName); err != nil {
 			return err
 		}
 		if err := enter(s.PeerNS); err != nil {
 			return err
 		}
-		return writeDisableIPv6(s.PeerName)
+		return write(s.PeerName)
 	})
+}
+
+func writeNoRA(ifname string) error {
+	p := "/proc/sys/net/ipv6/conf/" + ifname + "/accept_ra"
+	if err := os.WriteFile(p, []byte("0"), 0); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("accept_ra on %s: %w", ifname, err)
+	}
+	return nil
 }
 
 // SetSysctl sets a /proc/sys/net value in h's namespace unless it already

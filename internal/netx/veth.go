@@ -18,6 +18,7 @@ type VethSpec struct {
 	MasterIndex int              // bridge to enslave the host end to (0 = none)
 	PeerMAC     net.HardwareAddr // optional
 	DisableIPv6 bool             // IPv4-only network: no IPv6 on either end
+	NoRA        bool             // neither end takes router advertisements (IPv6 left on)
 }
 
 // AddVeth creates the pair in one RTM_NEWLINK: the peer is born inside
@@ -71,8 +72,8 @@ func AddVeth(h *Handle, s VethSpec) error {
 			_ = DeleteLink(h, s.HostName) // takes the peer with it
 		}
 	}()
-	if s.DisableIPv6 {
-		if err := disableIPv6(h, s); err != nil {
+	if s.DisableIPv6 || s.NoRA {
+		if err := tuneIPv6(h, s); err != nil {
 			return fmt.Errorf("veth %q (peer %q): %w", s.HostName, s.PeerName, err)
 		}
 	}

@@ -24,15 +24,23 @@ import (
 	"github.com/ctnet/ctnet/internal/netx"
 )
 
-// Docker's bridge driver options; anything else is an error.
+// Docker's bridge driver options, and ctnet's own; anything else is an error.
 const (
 	OptBridgeName = "com.docker.network.bridge.name"
 	OptICC        = "com.docker.network.bridge.enable_icc"
 	OptMasquerade = "com.docker.network.bridge.enable_ip_masquerade"
 	OptMTU        = "com.docker.network.driver.mtu"
+	// OptGatewayMode is Docker's gateway_mode_ipv4: "nat" (the default),
+	// "nat-unprotected" (every container port open to whoever routes the
+	// subnet via the host) or "routed" (no masquerade, only published ports
+	// reachable from outside).
+	OptGatewayMode = "com.docker.network.bridge.gateway_mode_ipv4"
+	// OptAntiSpoofing=false lets containers send with any source MAC and
+	// address (for containers that route others' traffic).
+	OptAntiSpoofing = "ctnet.bridge.anti_spoofing"
 )
 
-var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquerade: true, OptMTU: true}
+var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquerade: true, OptMTU: true, OptGatewayMode: true, OptAntiSpoofing: true}
 
 // DefaultBridge is the device of the default network, as docker0 is Docker's.
 const DefaultBridge = "ctnet0"
@@ -84,12 +92,17 @@ func (d *Driver) plan(n *driver.Network, others []driver.Network) error {
 			return errdefs.Field(optionField(k), fmt.Sprintf("unknown option %q; the bridge driver takes %s", k, strings.Join(slices.Sorted(maps.Keys(knownOptions)), ", ")))
 		}
 	}
-	for _, k := range []string{OptICC, OptMasquerade} {
+	for _, k := range []string{OptICC, OptMasquerade, OptAntiSpoofing} {
 		if v, ok := n.Options[k]; ok {
 			if _, err := strconv.ParseBool(v); err != nil {
 				return errdefs.Field(optionField(k), fmt.Sprintf("option %s=%q: want true or false", k, v))
 			}
 		}
+	}
+	switch v := n.Options[OptGatewayMode]; v {
+	case "", "nat", "nat-unprotected", "routed":
+	default:
+		return errdefs.Field(optionField(OptGatewayMode), fmt.Sprintf("option %s=%q: want nat, nat-unprotected or routed", OptGatewayMode, v))
 	}
 	n.Device = n.Options[OptBridgeName]
 	if n.Device == "" {
@@ -129,12 +142,15 @@ func (d *Driver) plan(n *driver.Network, others []driver.Network) error {
 
 // rules is the network as the firewall sees it.
 func rules(n driver.Network) firewall.Network {
-	masq := option(n, OptMasquerade, true)
+	mode := n.Options[OptGatewayMode]
+	masq := option(n, OptMasquerade, true) && mode != "routed"
 	f := firewall.Network{
-		Bridge:     n.Device,
-		Masquerade: masq && !n.Internal,
-		Internal:   n.Internal,
-		ICC:        option(n, OptICC, true),
+		Bridge:        n.Device,
+		Masquerade:    masq && !n.Internal,
+		Internal:      n.Internal,
+		ICC:           option(n, OptICC, true),
+		RoutedIngress: mode == "nat-unprotected",
+		AllowSpoofing: !option(n, OptAntiSpoofing, true),
 	}
 	for _, s := range n.Subnets {
 		f.Subnets = append(f.Subnets, netx.IPNet(s.Prefix.Masked()))
@@ -172,6 +188,11 @@ func (d *Driver) CreateNetwork(ctx context.Context, n driver.Network) (err error
 		}
 	}
 	if err := d.enableForwarding(n.IPv6); err != nil {
+		return err
+	}
+	// A container's router advertisement must not give the host a route
+	// (the firewall drops them too).
+	if err := netx.SetSysctl(d.host, firewall.AcceptRASysctl(n.Device), "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	// Ports published on 127.0.0.1 are DNATed to the bridge; the kernel
@@ -240,6 +261,24 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if br == nil {
 		return driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
 	}
+	// The port is bound to the endpoint's MAC and addresses before any
+	// frame can leave it.
+	fw, err := d.sh.Firewall()
+	if err != nil {
+		return err
+	}
+	fep := endpointRules(n, ep)
+	if err := fw.AddEndpoint(rules(n), fep); err != nil {
+		if errors.Is(err, firewall.ErrNoTable) {
+			return driver.Stale(err)
+		}
+		return fmt.Errorf("firewall: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			fw.DelEndpoint(fep)
+		}
+	}()
 	err = netx.AddVeth(d.host, netx.VethSpec{
 		HostName:    ep.HostIf,
 		PeerName:    ep.IfName,
@@ -248,6 +287,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 		MasterIndex: br.Attrs().Index,
 		PeerMAC:     ep.MAC,
 		DisableIPv6: !n.IPv6,
+		NoRA:        true,
 	})
 	if err != nil {
 		return err
@@ -307,10 +347,25 @@ func (d *Driver) portFlags(n driver.Network, hostIf string) error {
 // is about to be dropped the kernel is left to reclaim the pair with it. A
 // pair already gone is not an error.
 func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint, nsGoing bool) error {
-	if nsGoing {
-		return nil
+	if !nsGoing {
+		if err := netx.DeleteLink(d.host, ep.HostIf); err != nil {
+			return err
+		}
 	}
-	return netx.DeleteLink(d.host, ep.HostIf)
+	fw, err := d.sh.Firewall()
+	if err != nil {
+		return err
+	}
+	return fw.DelEndpoint(endpointRules(n, ep))
+}
+
+// endpointRules binds an endpoint's bridge port to its MAC and addresses.
+func endpointRules(n driver.Network, ep driver.Endpoint) firewall.Endpoint {
+	f := firewall.Endpoint{Port: ep.HostIf, Bridge: n.Device, MAC: ep.MAC}
+	for _, a := range ep.Addrs {
+		f.IPs = append(f.IPs, a.Addr().AsSlice())
+	}
+	return f
 }
 
 // brNetfilter reports whether bridged traffic passes the IP hooks here.
