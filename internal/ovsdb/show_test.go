@@ -11,7 +11,7 @@ func TestQuote(t *testing.T) {
 		"": `""`, "3.1.0": `"3.1.0"`, "true": `"true"`, "false": `"false"`, "a b": `"a b"`,
 		"a:b": `"a:b"`, "-x": `"-x"`, "é": `"é"`, `q"\`: `"q\"\\"`, "tab\t": `"tab\t"`,
 		"2c1d8597-c8b9-47be-b02a-6f7a8c39f640": `"2c1d8597-c8b9-47be-b02a-6f7a8c39f640"`,
-		"punix:/run/x.sock": `"punix:/run/x.sock"`,
+		"punix:/run/x.sock":                    `"punix:/run/x.sock"`,
 	} {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %s, want %s", in, got, want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -351,6 +352,9 @@ type PortSpec struct {
 	ExternalIDs      map[string]string // on the port
 	IfaceExternalIDs map[string]string // on the interface
 	MTU              int               // mtu_request; 0: OVS's choice
+	// MAC of an internal port's device; "" lets OVS pick a random one, which
+	// changes each time the port is made again (and neighbours keep the old).
+	MAC string
 }
 
 // interfaceTypes are accepted even before ovs-vswitchd has listed its own.
@@ -385,6 +389,16 @@ func (s PortSpec) validate(ifaceTypes []string) error {
 	}
 	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
 		return fmt.Errorf("%s: MTU %d out of range 68..65535", what, s.MTU)
+	}
+	if s.MAC != "" {
+		if s.Type != "internal" {
+			return fmt.Errorf("%s: a MAC can be set only on an internal port, not type %q", what, s.Type)
+		}
+		if hw, err := net.ParseMAC(s.MAC); err != nil || len(hw) != 6 {
+			return fmt.Errorf("%s: MAC %q is not an Ethernet address", what, s.MAC)
+		} else if hw[0]&1 != 0 {
+			return fmt.Errorf("%s: MAC %q is a multicast address", what, s.MAC)
+		}
 	}
 	if err := validExternalIDs(what, s.ExternalIDs); err != nil {
 		return err
@@ -441,6 +455,10 @@ func (c *Client) AddPort(ctx context.Context, spec PortSpec) error {
 			"external_ids": StringMap(spec.IfaceExternalIDs)}
 		if spec.MTU != 0 {
 			iface["mtu_request"] = spec.MTU
+		}
+		if spec.MAC != "" {
+			hw, _ := net.ParseMAC(spec.MAC)
+			iface["mac"] = hw.String()
 		}
 		port := Row{"name": spec.Name, "interfaces": UUIDSet(NamedUUID("iface")), "external_ids": StringMap(spec.ExternalIDs)}
 		if spec.Tag != nil {
