@@ -188,7 +188,7 @@ func (s BridgeSpec) validate() error {
 	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
 		return fmt.Errorf("bridge %q: MTU %d out of range 68..65535", s.Name, s.MTU)
 	}
-	return validExternalIDs("bridge "+s.Name, s.ExternalIDs)
+	return validExternalIDs(fmt.Sprintf("bridge %q", s.Name), s.ExternalIDs)
 }
 
 // attempts bounds the retries of a read-then-write whose write found the
@@ -372,6 +372,9 @@ func (s PortSpec) validate(ifaceTypes []string) error {
 		return fmt.Errorf("%s: unknown interface type %q; use \"\" (a kernel device), \"internal\" or \"patch\"", what, s.Type)
 	}
 	if s.Type == "patch" {
+		if s.Peer == "" {
+			return fmt.Errorf("%s: a patch port needs a peer (the port at its other end)", what)
+		}
 		if err := validName("patch peer", s.Peer); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
