@@ -2,7 +2,10 @@ package ovsdb
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -138,4 +141,60 @@ func TestNoRootRow(t *testing.T) {
 		t.Error("System of a database without its root row succeeded")
 	}
 	e.emptyDB(t)
+}
+
+// TestHelpersConcurrent: callers racing to ensure the same bridge and to add
+// the same and different ports all succeed, each change landing once.
+func TestHelpersConcurrent(t *testing.T) {
+	e := newEnv(t, false)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := Dial(ctx(t), e.ovs.Socket) // separate connections, as separate ctnet processes
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if err := c.EnsureBridge(ctx(t), BridgeSpec{Name: "br0", DatapathType: DatapathNetdev,
+				ExternalIDs: map[string]string{fmt.Sprintf("k%d", i): "v"}}); err != nil {
+				errs <- err
+			}
+			if err := c.AddPort(ctx(t), PortSpec{Bridge: "br0", Name: "shared", Tag: Tag(5)}); err != nil {
+				errs <- err
+			}
+			if err := c.AddPort(ctx(t), PortSpec{Bridge: "br0", Name: fmt.Sprintf("own%d", i)}); err != nil {
+				errs <- err
+			}
+			if i%2 == 0 {
+				if err := c.DeletePort(ctx(t), "br0", fmt.Sprintf("own%d", i)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	bs, err := e.c.Bridges(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || len(bs[0].ExternalIDs) != n {
+		t.Fatalf("bridges %+v", bs)
+	}
+	var names []string
+	for _, p := range bs[0].Ports {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	if fmt.Sprint(names) != "[br0 own1 own3 own5 own7 shared]" {
+		t.Errorf("ports %v", names)
+	}
 }

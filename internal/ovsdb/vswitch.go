@@ -357,6 +357,8 @@ type PortSpec struct {
 	MAC string
 }
 
+var errIfaceType = errors.New("unknown interface type")
+
 // interfaceTypes are accepted even before ovs-vswitchd has listed its own.
 var interfaceTypes = []string{"", "system", "internal", "patch", "tap"}
 
@@ -369,7 +371,7 @@ func (s PortSpec) validate(ifaceTypes []string) error {
 		return err
 	}
 	if !slices.Contains(interfaceTypes, s.Type) && !slices.Contains(ifaceTypes, s.Type) {
-		return fmt.Errorf("%s: unknown interface type %q; use \"\" (a kernel device), \"internal\" or \"patch\"", what, s.Type)
+		return fmt.Errorf("%s: %w %q; use \"\" (a kernel device), \"internal\" or \"patch\"", what, errIfaceType, s.Type)
 	}
 	if s.Type == "patch" {
 		if s.Peer == "" {
@@ -420,68 +422,80 @@ func (s PortSpec) options() map[string]string {
 	return o
 }
 
-// AddPort adds the port with its interface to the bridge in one transaction.
-// A port that already is on that bridge as the spec describes is left
-// alone; one that differs, or is on another bridge, is an error.
+// AddPort adds the port with its interface to the bridge in one transaction
+// (one round trip when the port is new). A port that already is on that
+// bridge as the spec describes is left alone; one that differs, or is on
+// another bridge, is an error.
 func (c *Client) AddPort(ctx context.Context, spec PortSpec) error {
-	if err := spec.validate(nil); err != nil && !strings.Contains(err.Error(), "unknown interface type") {
-		return err
-	}
 	what := fmt.Sprintf("add port %s to bridge %s", spec.Name, spec.Bridge)
-	return retry(what, func() error {
-		res, err := c.Transact(ctx, DB,
-			Select{Table: "Bridge", Where: eq("name", spec.Bridge), Columns: []string{"_uuid"}},
-			Select{Table: "Port", Where: eq("name", spec.Name)},
-			Select{Table: "Interface", Where: eq("name", spec.Name)},
-			Select{Table: "Open_vSwitch", Columns: []string{"iface_types"}})
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if len(res[3].Rows) > 0 {
-			if err := spec.validate(res[3].Rows[0].Strings("iface_types")); err != nil {
-				return err
-			}
-		} else if err := spec.validate(nil); err != nil {
+	if err := spec.validate(nil); err != nil {
+		if !errors.Is(err, errIfaceType) {
 			return err
 		}
-		if len(res[0].Rows) == 0 {
-			return fmt.Errorf("%s: no bridge %q; create it first", what, spec.Bridge)
+		// A type beyond the common ones: ask ovs-vswitchd's list.
+		sys, serr := c.System(ctx)
+		if serr != nil {
+			return fmt.Errorf("%s: %w", what, serr)
 		}
-		bridge := res[0].Rows[0].UUID()
-		if len(res[1].Rows) > 0 {
-			return c.samePort(ctx, spec, bridge, res[1].Rows[0], res[2].Rows)
+		if err := spec.validate(sys.IfaceTypes); err != nil {
+			return err
 		}
-		if len(res[2].Rows) > 0 {
-			return fmt.Errorf("%s: an interface %q exists on another port; delete that first", what, spec.Name)
-		}
-		iface := Row{"name": spec.Name, "type": spec.Type, "options": StringMap(spec.options()),
-			"external_ids": StringMap(spec.IfaceExternalIDs)}
-		if spec.MTU != 0 {
-			iface["mtu_request"] = spec.MTU
-		}
-		if spec.MAC != "" {
-			hw, _ := net.ParseMAC(spec.MAC)
-			iface["mac"] = hw.String()
-		}
-		port := Row{"name": spec.Name, "interfaces": UUIDSet(NamedUUID("iface")), "external_ids": StringMap(spec.ExternalIDs)}
-		if spec.Tag != nil {
-			port["tag"] = *spec.Tag
-		}
-		res, err = c.Transact(ctx, DB,
+	}
+	iface := Row{"name": spec.Name, "type": spec.Type, "options": StringMap(spec.options()),
+		"external_ids": StringMap(spec.IfaceExternalIDs)}
+	if spec.MTU != 0 {
+		iface["mtu_request"] = spec.MTU
+	}
+	if spec.MAC != "" {
+		hw, _ := net.ParseMAC(spec.MAC)
+		iface["mac"] = hw.String()
+	}
+	port := Row{"name": spec.Name, "interfaces": UUIDSet(NamedUUID("iface")), "external_ids": StringMap(spec.ExternalIDs)}
+	if spec.Tag != nil {
+		port["tag"] = *spec.Tag
+	}
+	return retry(what, func() error {
+		// Rows that no bridge ends up referring to are collected at commit,
+		// so a missing bridge leaves nothing behind.
+		res, err := c.Transact(ctx, DB,
 			Insert{Table: "Interface", Row: iface, UUIDName: "iface"},
 			Insert{Table: "Port", Row: port, UUIDName: "port"},
-			Mutate{Table: "Bridge", Where: eq("_uuid", bridge), Mutations: []Mutation{Mut("ports", "insert", UUIDSet(NamedUUID("port")))}},
+			Mutate{Table: "Bridge", Where: eq("name", spec.Bridge), Mutations: []Mutation{Mut("ports", "insert", UUIDSet(NamedUUID("port")))}},
 			Comment{Comment: "ctnet: " + what})
 		switch {
 		case indexClash(err):
-			return errRetry
+			return c.existingPort(ctx, spec)
 		case err != nil:
 			return fmt.Errorf("%s: %w", what, err)
-		case res[2].Count != 1:
-			return errRetry // the bridge went meanwhile
+		case res[2].Count == 0:
+			return fmt.Errorf("%s: no bridge %q; create it first", what, spec.Bridge)
 		}
 		return nil
 	})
+}
+
+// existingPort decides about a port whose name is taken: nil if it is the
+// one spec asks for, an error if it differs, errRetry if it went meanwhile.
+func (c *Client) existingPort(ctx context.Context, spec PortSpec) error {
+	what := fmt.Sprintf("add port %s to bridge %s", spec.Name, spec.Bridge)
+	res, err := c.Transact(ctx, DB,
+		Select{Table: "Bridge", Where: eq("name", spec.Bridge), Columns: []string{"_uuid"}},
+		Select{Table: "Port", Where: eq("name", spec.Name)},
+		Select{Table: "Interface", Where: eq("name", spec.Name)})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch {
+	case len(res[1].Rows) > 0:
+		var bridge UUID
+		if len(res[0].Rows) > 0 {
+			bridge = res[0].Rows[0].UUID()
+		}
+		return c.samePort(ctx, spec, bridge, res[1].Rows[0], res[2].Rows)
+	case len(res[2].Rows) > 0:
+		return fmt.Errorf("%s: an interface %q exists on another port; delete that first", what, spec.Name)
+	}
+	return errRetry
 }
 
 // samePort checks that an existing port is the one spec asks for.
@@ -552,18 +566,24 @@ func (c *Client) DeletePort(ctx context.Context, bridge, name string) error {
 		}
 		u := res[0].Rows[0].UUID()
 		where := []Condition{Cond("ports", "includes", UUIDSet(u))}
+		// the port called name must still be this one
 		if bridge != "" {
 			where = append(where, Cond("name", "==", bridge))
 		}
 		res, err = c.Transact(ctx, DB,
+			Wait{Table: "Port", Where: eq("name", name), Columns: []string{"_uuid"}, Until: "==", Rows: []Row{{"_uuid": u}}},
 			Mutate{Table: "Bridge", Where: where, Mutations: []Mutation{Mut("ports", "delete", UUIDSet(u))}},
 			Select{Table: "Bridge", Where: []Condition{Cond("ports", "includes", UUIDSet(u))}, Columns: []string{"name"}},
 			Comment{Comment: "ctnet: " + what})
+		var oe *OpError
+		if errors.As(err, &oe) && oe.Op == "wait" {
+			return errRetry
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		if res[0].Count == 0 && len(res[1].Rows) > 0 {
-			return fmt.Errorf("%s: the port is on bridge %s", what, res[1].Rows[0].String("name"))
+		if res[1].Count == 0 && len(res[2].Rows) > 0 {
+			return fmt.Errorf("%s: the port is on bridge %s", what, res[2].Rows[0].String("name"))
 		}
 		return nil
 	})

@@ -440,3 +440,50 @@ func TestNetdevTCPNeedsTSO(t *testing.T) {
 		t.Errorf("TCP went through the userspace datapath without TSO support: drop the workaround from EnsureBridge's doc")
 	}
 }
+
+// TestSwitchRestart: the userspace datapath forwards only while
+// ovs-vswitchd runs; its taps outlive it, and a new ovs-vswitchd takes the
+// bridge up again from the database. A database emptied under a running
+// ovs-vswitchd makes it remove its bridges' devices, not the veths.
+func TestSwitchRestart(t *testing.T) {
+	e := newEnv(t, true)
+	e.mustBridge(t, BridgeSpec{Name: "ovsbr0", DatapathType: DatapathNetdev})
+	a := e.container(t, "vetha", "10.20.0.2")
+	b := e.container(t, "vethb", "10.20.0.3")
+	e.mustPort(t, PortSpec{Bridge: "ovsbr0", Name: a.host})
+	e.mustPort(t, PortSpec{Bridge: "ovsbr0", Name: b.host})
+	e.mustSync(t)
+	if err := a.Ping(b.addr); err != nil {
+		t.Fatal(err)
+	}
+	e.ovs.KillSwitch()
+	if err := a.Ping(b.addr); err == nil {
+		t.Error("packets crossed a userspace bridge whose ovs-vswitchd is dead")
+	}
+	if _, ok := links(t, e.s.Host)["ovsbr0"]; !ok {
+		t.Error("the bridge's tap went with ovs-vswitchd")
+	}
+	e.ovs.StartSwitch()
+	if err := a.Ping(b.addr); err != nil {
+		t.Errorf("after ovs-vswitchd came back: %v", err)
+	}
+	e.ovs.RestartDB()
+	e.c.Close()
+	c, err := Dial(ctx(t), e.ovs.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.c = c
+	e.mustSync(t)
+	ls := links(t, e.s.Host)
+	if _, ok := ls["ovsbr0"]; ok {
+		t.Error("ovsbr0 survived the database that named it")
+	}
+	if _, ok := ls["vetha"]; !ok {
+		t.Error("vetha went with the database")
+	}
+	if err := a.Ping(b.addr); err == nil {
+		t.Error("packets crossed a bridge that is gone")
+	}
+}
