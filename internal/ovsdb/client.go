@@ -58,7 +58,6 @@ type Client struct {
 	nextID   atomic.Uint64
 	echoes   atomic.Int64 // echo requests answered, for tests
 	done     chan struct{}
-	closeErr error
 }
 
 type response struct {

@@ -94,7 +94,9 @@ type Interface struct {
 
 // KernelDatapath says whether the kernel's openvswitch datapath is there
 // (its generic netlink family exists): without it, bridges must use
-// DatapathNetdev. Families are global, not per network namespace.
+// DatapathNetdev. Families are global, not per network namespace; where the
+// module is installed but not loaded, the lookup loads it, as ovs-vswitchd's
+// own would.
 func KernelDatapath() (bool, error) {
 	_, err := netlink.GenlFamilyGet("ovs_datapath")
 	switch {
@@ -217,7 +219,9 @@ func indexClash(err error) bool {
 
 // EnsureBridge creates the bridge (with its internal port of the same name,
 // as ovs-vsctl add-br does) or, if it exists with the same datapath type,
-// adds the spec's external_ids to it. Each change is one transaction.
+// adds the spec's external_ids to it (the MTU is applied at creation only).
+// Each change is one transaction; a bridge that already is as asked costs
+// one read.
 //
 // A netdev bridge also turns on userspace-tso-enable in the root row's
 // other_config in the same transaction, unless that key is already set:
@@ -684,7 +688,8 @@ func portOf(r Row, ifaces map[UUID]Row) Port {
 			ExternalIDs: ir.StringMap("external_ids"), Error: ir.String("error"), MACInUse: ir.String("mac_in_use"),
 			LinkState: ir.String("link_state"), AdminState: ir.String("admin_state"), BFDStatus: ir.StringMap("bfd_status")}
 		if v, ok := ir.Int("ofport"); ok {
-			i.OFPort = Tag(int(v))
+			ofport := int(v)
+			i.OFPort = &ofport
 		}
 		if v, ok := ir.Int("mtu"); ok {
 			i.MTU = int(v)

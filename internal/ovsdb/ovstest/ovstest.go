@@ -50,7 +50,7 @@ type proc struct {
 // Require skips the test when Open vSwitch is not installed.
 func Require(t testing.TB) {
 	t.Helper()
-	for _, b := range []string{"ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl"} {
+	for _, b := range []string{"ovsdb-server", "ovsdb-tool", "ovsdb-client", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl"} {
 		if _, err := exec.LookPath(b); err != nil {
 			t.Skipf("needs Open vSwitch (%s not found): run scripts/deps.sh", b)
 		}
