@@ -55,9 +55,9 @@ type Client struct {
 	pending map[uint64]chan response
 	err     error // set once the connection is unusable
 
-	nextID   atomic.Uint64
-	echoes   atomic.Int64 // echo requests answered, for tests
-	done     chan struct{}
+	nextID atomic.Uint64
+	echoes atomic.Int64 // echo requests answered, for tests
+	done   chan struct{}
 }
 
 type response struct {
