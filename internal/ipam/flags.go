@@ -2,7 +2,9 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -109,7 +111,7 @@ func FromFlags(subnets, ipRanges, gateways, auxAddrs []string) ([]Subnet, error)
 		}
 		q.gw = g.String()
 	}
-	for _, name := range sortedKeys(aux) {
+	for _, name := range slices.Sorted(maps.Keys(aux)) {
 		a, err := parseAddr(fmt.Sprintf("aux address %q", name), aux[name])
 		if err != nil {
 			return nil, err

@@ -2,8 +2,9 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -69,7 +70,7 @@ func NewSubnet(prefix, gateway, ipRange string, aux map[string]string) (Subnet, 
 
 	if len(aux) > 0 {
 		s.Aux = make(map[string]netip.Addr, len(aux))
-		for _, name := range sortedKeys(aux) {
+		for _, name := range slices.Sorted(maps.Keys(aux)) {
 			if name == "" {
 				return Subnet{}, errorf(ErrInvalid, "aux address %q has an empty name", aux[name])
 			}
@@ -132,7 +133,7 @@ func (s Subnet) role(a netip.Addr) string {
 	if a == s.Gateway {
 		return "the gateway"
 	}
-	for _, name := range sortedKeys(s.Aux) {
+	for _, name := range slices.Sorted(maps.Keys(s.Aux)) {
 		if s.Aux[name] == a {
 			return fmt.Sprintf("reserved as aux address %q", name)
 		}
@@ -279,7 +280,7 @@ func (s Subnet) String() string {
 	if s.Range.IsValid() {
 		fmt.Fprintf(&b, " ip-range %s", s.Range)
 	}
-	for _, name := range sortedKeys(s.Aux) {
+	for _, name := range slices.Sorted(maps.Keys(s.Aux)) {
 		fmt.Fprintf(&b, " aux %s=%s", name, s.Aux[name])
 	}
 	return b.String()
@@ -343,13 +344,4 @@ func family(a netip.Addr) string {
 		return "IPv4"
 	}
 	return "IPv6"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

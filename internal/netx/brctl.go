@@ -60,8 +60,10 @@ func Bridges(h *Handle, names ...string) ([]BridgeInfo, error) {
 		l := byName[n]
 		switch {
 		case l == nil:
+			//lint:ignore ST1005 brctl's own words
 			errs = append(errs, fmt.Errorf("bridge %s does not exist!", n))
 		case !l.isBridge:
+			//lint:ignore ST1005 brctl's own words
 			errs = append(errs, fmt.Errorf("device %s is not a bridge!", n))
 		default:
 			out = append(out, info(l))

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -119,7 +120,7 @@ func writeEtcFiles(p *paths, files map[string][]byte) error {
 	if err := os.Mkdir(filepath.Join(p.dir, "etc"), 0o755); err != nil {
 		return err
 	}
-	for _, dst := range sortedKeys(files) {
+	for _, dst := range slices.Sorted(maps.Keys(files)) {
 		if !filepath.IsAbs(dst) {
 			return fmt.Errorf("etc file %q: not an absolute path", dst)
 		}
@@ -199,13 +200,4 @@ func writeJSON(p string, v any) error {
 		return fmt.Errorf("write %s: %w", filepath.Base(p), err)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -1,6 +1,8 @@
 package ocirt
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -146,7 +148,7 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 	if s.Image.HostRoot {
 		mounts = append(mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}})
 	}
-	for _, dst := range sortedKeys(s.EtcFiles) {
+	for _, dst := range slices.Sorted(maps.Keys(s.EtcFiles)) {
 		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: c.etcFile(dst), Options: []string{"rbind", "rprivate"}})
 	}
 	for _, m := range s.Mounts {

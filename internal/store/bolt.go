@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,7 +108,7 @@ func (t *boltTx) open(i int) error {
 		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: t.b.Timeout, ReadOnly: !t.write})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%s: %w (waited %s)", path, ErrLocked, t.b.Timeout)
 	}
 	if err != nil {
