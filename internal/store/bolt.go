@@ -73,24 +73,25 @@ func (b *Bolt) run(write bool, fn func(Tx) error) error {
 	defer unlock()
 	t := &boltTx{b: b, write: write}
 	defer t.close()
-	// Lock both files up front, in a fixed order, so two processes can never
-	// each hold one file and wait for the other.
-	for i := range b.paths {
-		if err := t.open(i); err != nil {
-			return err
-		}
-	}
+	// Each file is opened when a bucket of it is first used: most changes
+	// touch only the runtime one. No two processes can each hold one file
+	// and wait for the other: the lock file excludes writers from everyone.
 	if err := fn(t); err != nil {
 		return err
+	}
+	if t.err != nil {
+		return t.err
 	}
 	return t.commit()
 }
 
 type boltTx struct {
-	b     *Bolt
-	write bool
-	dbs   [2]*bolt.DB
-	txs   [2]*bolt.Tx
+	b      *Bolt
+	write  bool
+	opened [2]bool
+	dbs    [2]*bolt.DB
+	txs    [2]*bolt.Tx
+	err    error // opening a file failed: the transaction fails
 }
 
 func which(bucket string) int {
@@ -124,6 +125,13 @@ func (t *boltTx) open(i int) error {
 // exclusively for the whole Update.
 func (t *boltTx) tx(bucket string, write bool) (*bolt.Tx, error) {
 	i := which(bucket)
+	if !t.opened[i] {
+		t.opened[i] = true
+		if err := t.open(i); err != nil {
+			t.err = err
+			return nil, err
+		}
+	}
 	if tx := t.txs[i]; tx != nil && (tx.Writable() || !write) {
 		return tx, nil
 	}

@@ -261,24 +261,16 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if br == nil {
 		return driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
 	}
-	// The port is bound to the endpoint's MAC and addresses before any
-	// frame can leave it.
+	// The port is bound to the endpoint's MAC and addresses while the
+	// kernel makes the pair: its inner end is born down and comes up only
+	// once both are done, so no frame leaves it unchecked.
 	fw, err := d.sh.Firewall()
 	if err != nil {
 		return err
 	}
 	fep := endpointRules(n, ep)
-	if err := fw.AddEndpoint(rules(n), fep); err != nil {
-		if errors.Is(err, firewall.ErrNoTable) {
-			return driver.Stale(err)
-		}
-		return fmt.Errorf("firewall: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			fw.DelEndpoint(fep)
-		}
-	}()
+	bound := make(chan error, 1)
+	go func() { bound <- fw.AddEndpoint(rules(n), fep) }()
 	err = netx.AddVeth(d.host, netx.VethSpec{
 		HostName:    ep.HostIf,
 		PeerName:    ep.IfName,
@@ -289,6 +281,19 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 		DisableIPv6: !n.IPv6,
 		NoRA:        true,
 	})
+	if ferr := <-bound; ferr == nil {
+		defer func() {
+			if err != nil {
+				fw.DelEndpoint(fep)
+			}
+		}()
+	} else if err == nil {
+		netx.DeleteLink(d.host, ep.HostIf)
+		if errors.Is(ferr, firewall.ErrNoTable) {
+			return driver.Stale(ferr)
+		}
+		return fmt.Errorf("firewall: %w", ferr)
+	}
 	if err != nil {
 		return err
 	}
