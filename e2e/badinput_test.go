@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ctnet/ctnet/internal/netx"
 	"github.com/ctnet/ctnet/internal/sandbox"
 )
 
@@ -114,6 +116,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"network", "create", "--driver", "overlay9", "x"}, "overlay9"},
 		{[]string{"network", "create", "bad/name"}, "bad/name"},
 		{[]string{"network", "create", "host"}, "reserved"},
+		// subnets that cannot hold container addresses
+		{[]string{"network", "create", "--subnet", "224.0.0.0/24", "x"}, "multicast"},
+		{[]string{"network", "create", "--subnet", "255.255.255.0/24", "x"}, "255.255.255.255"},
+		{[]string{"network", "create", "--subnet", "0.0.0.0/8", "x"}, "this network"},
+		{[]string{"network", "create", "--subnet", "127.1.0.0/16", "x"}, "loopback"},
+		{[]string{"network", "create", "--subnet", "169.254.0.0/16", "x"}, "link-local"},
+		{[]string{"network", "create", "--ipv6", "--subnet", "ff05::/64", "x"}, "multicast"},
+		{[]string{"network", "create", "--ipv6", "--subnet", "fe80::/64", "x"}, "link-local"},
+		{[]string{"network", "create", "--ipv6", "--subnet", "::ffff:10.0.0.0/120", "x"}, "IPv4-mapped"},
 		// network rm, inspect, ls, prune
 		{[]string{"network", "rm", "web"}, "in use"},
 		{[]string{"network", "rm", "bridge"}, "cannot be removed"},
@@ -140,6 +151,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"network", "connect", "web", "--netns", used.NetPath()}, "already attached"},
 		{[]string{"network", "connect", "tiny", "--netns", other.NetPath()}, "tiny"},
 		{[]string{"network", "connect", "web", "--netns", notNS}, "not a network namespace"},
+		// the host's own namespace would lose its routes to the network
+		{[]string{"network", "connect", "web", "--netns", "/proc/self/ns/net"}, "host's own network namespace"},
+		{[]string{"network", "connect", "web", "--netns", s.Host.NetPath()}, "host's own network namespace"},
+		// names that would change /etc/hosts or the resolver's records
+		{[]string{"network", "connect", "web", "--netns", other.NetPath(), "--alias", "a b"}, `"a b"`},
+		{[]string{"network", "connect", "web", "--netns", other.NetPath(), "--alias", "x\n10.0.0.1 evil"}, "is not a host name"},
+		{[]string{"network", "connect", "web", "--netns", other.NetPath(), "--alias", "x#y"}, `"x#y"`},
+		// MACs in use: another endpoint's, the bridge's
+		{[]string{"network", "connect", "bridge", "--netns", other.NetPath(), "--mac-address", "02:42:ac:11:00:02"}, `container "one"`},
+		{[]string{"network", "connect", "bridge", "--netns", other.NetPath(), "--mac-address", netx.BridgeMAC("ctnet0").String()}, "MAC of bridge ctnet0"},
 		{[]string{"network", "connect", "web", "--netns", "/nonexistent/ns"}, "/nonexistent/ns"},
 		{[]string{"network", "connect", "nosuch", "--netns", other.NetPath()}, "nosuch"},
 		{[]string{"network", "connect", "web"}, "--netns"},
@@ -176,6 +197,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"run", "--rm", "--add-host", "nocolon", bb, "true"}, "nocolon"},
 		{[]string{"run", "--rm", "--add-host", "h:banana", bb, "true"}, "banana"},
 		{[]string{"run", "--rm", "--dns", "banana", bb, "true"}, "banana"},
+		{[]string{"run", "--rm", "--hostname", "a b", bb, "true"}, "--hostname"},
+		{[]string{"run", "--rm", "--hostname", "a\n127.0.0.1 evil", bb, "true"}, "--hostname"},
+		{[]string{"run", "--rm", "--hostname", strings.Repeat("h", 64), bb, "true"}, "--hostname"},
+		{[]string{"run", "--rm", "--add-host", "a b:10.0.0.1", bb, "true"}, "--add-host"},
+		{[]string{"run", "--rm", "--add-host", "a\nb:10.0.0.1", bb, "true"}, "--add-host"},
+		{[]string{"run", "--rm", "--network", "web", "--network-alias", "a\tb", bb, "true"}, "--network-alias"},
+		{[]string{"run", "--rm", "--network", "web", "--network-alias", "", bb, "true"}, "--network-alias"},
 		// other container commands
 		{[]string{"exec", "nosuchctr", "true"}, "nosuchctr"},
 		{[]string{"stop", "nosuchctr"}, "nosuchctr"},
@@ -271,5 +299,33 @@ func TestAutoSubnetAvoidsHostRoutes(t *testing.T) {
 	got := s.MustCtnet("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "bridge")
 	if strings.TrimSpace(got) != "172.19.0.0/16" {
 		t.Errorf("default subnet %s, want 172.19.0.0/16 (172.17 is routed, 172.18 is on lo)", got)
+	}
+}
+
+// A bridge holds at most 1023 ports (BR_MAX_PORTS less port 0): the next endpoint is
+// refused with the reason instead of the kernel's bare "exchange full", and
+// nothing is left of it.
+func TestBridgePortLimit(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	s.MustCtnet("network", "ls") // makes ctnet0
+	var batch strings.Builder
+	for i := range 1023 {
+		fmt.Fprintf(&batch, "link add pad%d type veth peer name pad%dp\nlink set pad%d master ctnet0\n", i, i, i)
+	}
+	cmd := s.Host.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	out, err := cmd.CombinedOutput()
+	if ports := strings.Count(s.Host.MustRun("ip", "-o", "link", "show", "master", "ctnet0"), "\n"); ports != 1023 {
+		t.Fatalf("ctnet0 has %d ports after adding 1023 (%v): %s", ports, err, out)
+	}
+	ns := s.Netns()
+	before := snapshot(t, s)
+	_, e, err := s.Ctnet("network", "connect", "bridge", "--netns", ns.NetPath())
+	if err == nil || strings.Count(e, "\n") != 1 || !strings.Contains(e, "as many ports as the kernel allows (1023)") {
+		t.Errorf("the 1024th port: err=%v stderr %q", err, e)
+	}
+	if after := snapshot(t, s); after != before {
+		t.Errorf("the refused attach changed the host:\n%s", lineDiff(before, after))
 	}
 }

@@ -69,6 +69,16 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 			return nil, -1, err
 		}
 	}
+	if spec.Hostname != "" {
+		if err := checkHostName("hostname", spec.Hostname); err != nil {
+			return nil, -1, err
+		}
+	}
+	for _, a := range spec.Aliases {
+		if err := checkHostName("network-alias", a); err != nil {
+			return nil, -1, err
+		}
+	}
 	for _, d := range spec.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
 			return nil, -1, errdefs.Field("dns", fmt.Sprintf("%s %q is not an IP address", errdefs.FieldToken, d))
@@ -287,8 +297,20 @@ func checkAddHost(h string) error {
 	if !ok || name == "" {
 		return errdefs.Field("add-host", fmt.Sprintf("%s %q: want NAME:IP", errdefs.FieldToken, h))
 	}
+	if err := checkHostName("add-host", name); err != nil {
+		return err
+	}
 	if _, err := netip.ParseAddr(strings.Trim(ip, "[]")); err != nil {
 		return errdefs.Field("add-host", fmt.Sprintf("%s %q: %q is not an IP address", errdefs.FieldToken, h, ip))
+	}
+	return nil
+}
+
+// checkHostName refuses what is no host name (a newline, a space or a '#'
+// would change /etc/hosts or the resolver's records).
+func checkHostName(field, name string) error {
+	if !network.ValidHostName(name) {
+		return errdefs.Field(field, fmt.Sprintf("%s %q is not a host name: use letters, digits, '-' and '_' in dot-separated labels of 1 to 63 characters", errdefs.FieldToken, name))
 	}
 	return nil
 }
@@ -324,6 +346,11 @@ func (m *Manager) Connect(ctx context.Context, ref string, spec network.AttachSp
 	}
 	if st, _ := rt.State(c.ID); !st.Running {
 		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q is not running; start it first", c.Name))
+	}
+	for _, a := range spec.Aliases {
+		if err := checkHostName("alias", a); err != nil {
+			return nil, err
+		}
 	}
 	spec.NetNS, spec.Owner, spec.Name = c.NetNS, network.Container(c.ID), c.Name
 	spec.DNSNames, spec.Resolver = dnsNames(c, spec.Aliases), &network.Resolver{Upstreams: c.DNS}

@@ -36,6 +36,11 @@ func NewSubnet(prefix, gateway, ipRange string, aux map[string]string) (Subnet, 
 	if limit := p.Addr().BitLen() - 2; p.Bits() > limit {
 		return Subnet{}, errorf(ErrInvalid, "subnet %s is too small: it needs room for a gateway and at least one container (use /%d or larger)", p, limit)
 	}
+	for _, r := range unusable {
+		if Overlaps(p, r.prefix) {
+			return Subnet{}, errorf(ErrInvalid, "subnet %s overlaps %s (%s), which cannot hold container addresses; pick a private range such as 10.0.0.0/8 or fd00::/8", p, r.prefix, r.what)
+		}
+	}
 	s := Subnet{Prefix: p}
 
 	if gateway == "" {
@@ -93,6 +98,24 @@ func NewSubnet(prefix, gateway, ipRange string, aux map[string]string) (Subnet, 
 		return Subnet{}, errorf(ErrInvalid, "ip-range %s leaves no address for containers: the gateway and reserved addresses take all of it", s.Range)
 	}
 	return s, nil
+}
+
+// unusable are the special-purpose ranges (RFC 6890) no interface can hold
+// a unicast address of, or that mean something else to every host.
+var unusable = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network"`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved, with the broadcast address 255.255.255.255"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
 // checkPlace tells whether a (a gateway or aux address, named by what) lies in

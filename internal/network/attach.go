@@ -97,6 +97,11 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	} else if has {
 		return nil, &errdefs.Error{Kind: errdefs.Conflict, Field: "ifname", Msg: fmt.Sprintf("%s: the namespace already has an interface %s; pick another with %s", what, a.IfName, errdefs.FieldToken)}
 	}
+	for _, n := range spec.Aliases {
+		if !ValidHostName(n) {
+			return nil, errdefs.Field("alias", fmt.Sprintf("%s: alias %q is not a host name: use letters, digits, '-' and '_' in dot-separated labels of 1 to 63 characters", what, n))
+		}
+	}
 	static, err := requested(spec)
 	if err != nil {
 		return nil, wrapWhat(what, err)
@@ -119,7 +124,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 		return nil, err
 	}
 	what = fmt.Sprintf("attach %s to network %q", spec.NetNS, n.Name)
-	ep := driver.Endpoint{ID: a.ID, IfName: a.IfName, Ports: spec.Ports}
+	ep := driver.Endpoint{ID: a.ID, IfName: a.IfName, Ports: spec.Ports, MAC: mac}
 	if err := d.CreateEndpoint(n.driverNet(), &ep); err != nil {
 		return nil, wrapWhat(what, err)
 	}
@@ -144,13 +149,8 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 		if err := s.allocate(tx, n, a, static, alloc); err != nil {
 			return wrapWhat(what, err)
 		}
-		switch {
-		case mac != nil:
-			a.MAC = MAC(mac)
-		case a.IPv4.IsValid():
-			a.MAC = MAC(ipam.MACFromIP(a.IPv4.Addr()))
-		default:
-			a.MAC = randomMAC()
+		if err := s.pickMAC(tx, n, a, mac); err != nil {
+			return wrapWhat(what, err)
 		}
 		if a.Ports, err = s.reservePorts(tx, n, a, spec.Ports); err != nil {
 			return err
@@ -231,6 +231,33 @@ func (s *Service) undoAttach(ctx context.Context, d driver.Driver, n *Network, a
 	d.Leave(ctx, dn, ep, false)
 	s.d.Store.Update(func(tx store.Tx) error { return forget(tx, a) })
 }
+
+// pickMAC gives a its MAC on n: the one asked for, else one derived from the
+// IPv4 address (as classic Docker), else a random one; a MAC is never given
+// twice on one network.
+func (s *Service) pickMAC(tx store.Tx, n *Network, a *Attachment, want net.HardwareAddr) error {
+	switch {
+	case want != nil:
+		a.MAC = MAC(want)
+		if by := tx.Get(store.Meta, macKey(n.ID, a.MAC)); by != nil {
+			who := "another endpoint"
+			if o, _ := store.GetJSON[Attachment](tx, store.Endpoints, string(by)); o != nil {
+				who = o.Describe()
+			}
+			return &errdefs.Error{Kind: errdefs.Conflict, Field: "mac-address", Msg: fmt.Sprintf("%s %s is already used by %s on network %q", errdefs.FieldToken, a.MAC, who, n.Name)}
+		}
+	case a.IPv4.IsValid():
+		a.MAC = MAC(ipam.MACFromIP(a.IPv4.Addr()))
+	}
+	for a.MAC == nil || tx.Get(store.Meta, macKey(n.ID, a.MAC)) != nil {
+		a.MAC = randomMAC()
+	}
+	return tx.Put(store.Meta, macKey(n.ID, a.MAC), []byte(a.key()))
+}
+
+func macKey(netID string, m MAC) string { return macPrefix + netID + "/" + m.String() }
+
+const macPrefix = "mac/"
 
 // requested parses the requested addresses.
 func requested(spec AttachSpec) (map[bool]netip.Addr, error) {
@@ -504,6 +531,11 @@ func forget(tx store.Tx, a *Attachment) error {
 	}
 	if err := releasePorts(tx, a); err != nil {
 		return err
+	}
+	if a.MAC != nil && string(tx.Get(store.Meta, macKey(a.NetworkID, a.MAC))) == a.key() {
+		if err := tx.Delete(store.Meta, macKey(a.NetworkID, a.MAC)); err != nil {
+			return err
+		}
 	}
 	return tx.Delete(store.Endpoints, a.key())
 }

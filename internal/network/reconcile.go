@@ -251,6 +251,9 @@ func (s *Service) prune(logf driver.Logf) error {
 		}, nil); err != nil {
 			return err
 		}
+		if err := pruneKeys(tx, store.Meta, macPrefix, held, nil); err != nil {
+			return err
+		}
 		if err := pruneKeys(tx, store.Meta, reclaimPrefix, func(_ string, v []byte) bool {
 			t, err := time.Parse(time.RFC3339, string(v))
 			return err != nil || time.Since(t) >= time.Minute

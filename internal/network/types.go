@@ -218,6 +218,26 @@ func ValidName(s string) bool {
 	return s != ""
 }
 
+// ValidHostName reports whether name can be a host name, an alias or a
+// record of the resolver: letters, digits, '-' and '_' in dot-separated
+// labels of 1 to 63 characters, 253 in all.
+func ValidHostName(name string) bool {
+	if len(name) == 0 || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // predefined networks are modes, not stored networks (as in Docker).
 var predefined = map[string]string{"host": "host", "none": "null"}
 

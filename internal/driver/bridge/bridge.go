@@ -7,6 +7,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/errdefs"
@@ -235,6 +238,9 @@ func (d *Driver) CreateEndpoint(n driver.Network, ep *driver.Endpoint) error {
 		return fmt.Errorf("endpoint id %q is too short", ep.ID)
 	}
 	ep.HostIf = "veth" + ep.ID[:7]
+	if ep.MAC != nil && bytes.Equal(ep.MAC, netx.BridgeMAC(n.Device)) {
+		return &errdefs.Error{Kind: errdefs.Conflict, Field: "mac-address", Msg: fmt.Sprintf("%s %s is the MAC of bridge %s", errdefs.FieldToken, ep.MAC, n.Device)}
+	}
 	for _, m := range ep.Ports {
 		if !m.HostIP.Is6() || !m.HostIP.IsLoopback() {
 			continue
@@ -293,6 +299,9 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 			return driver.Stale(ferr)
 		}
 		return fmt.Errorf("firewall: %w", ferr)
+	}
+	if errors.Is(err, unix.EXFULL) {
+		return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("bridge %s has as many ports as the kernel allows (1023): put further containers on another network", n.Device), Err: err}
 	}
 	if err != nil {
 		return err
