@@ -329,3 +329,27 @@ func TestBridgePortLimit(t *testing.T) {
 		t.Errorf("the refused attach changed the host:\n%s", lineDiff(before, after))
 	}
 }
+
+// A state file cut short (a full disk) is named in a one-line error with
+// what to do, instead of a crash; moving the runtime one away and
+// reconciling cleans what it held.
+func TestDamagedStateFile(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	s.MustCtnet("network", "create", "web")
+	ns := s.Netns()
+	s.MustCtnet("network", "connect", "web", "--netns", ns.NetPath())
+	db := filepath.Join(s.RunRoot, "ctnet.db")
+	s.Host.MustRun("truncate", "-s", "8192", db)
+	for _, args := range [][]string{{"network", "ls"}, {"network", "connect", "web", "--netns", s.Netns().NetPath()}, {"system", "reconcile"}} {
+		_, e, err := s.Ctnet(args...)
+		if err == nil || strings.Count(e, "\n") != 1 || !strings.Contains(e, db+" is damaged") || !strings.Contains(e, "move it away") {
+			t.Errorf("ctnet %s on a damaged state file: err=%v stderr %q", strings.Join(args, " "), err, e)
+		}
+	}
+	s.Host.MustRun("mv", db, db+".damaged")
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "deleted veth") {
+		t.Errorf("reconcile after moving the damaged file away:\n%s", out)
+	}
+	s.MustCtnet("network", "connect", "web", "--netns", ns.NetPath())
+}

@@ -45,7 +45,11 @@ func (m *Manager) reconcile(ctx context.Context, logf func(string, ...any)) erro
 	var cs []Container
 	if err := m.st.View(func(tx store.Tx) error {
 		var err error
-		cs, err = store.ListJSON[Container](tx, store.Containers, "")
+		var bad []store.Corrupt
+		cs, bad, err = store.ListJSONLenient[Container](tx, store.Containers, "")
+		for _, c := range bad {
+			logf("skipped %s; remove the record or the run root's state file to be rid of it", c)
+		}
 		return err
 	}); err != nil {
 		return err

@@ -39,7 +39,7 @@ func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 			snap.Networks = append(snap.Networks, dns.Network{Name: n.Name, Internal: true, DNSForward: n.dnsForward()})
 		}
 	}
-	atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+	atts, _, err := store.ListJSONLenient[Attachment](tx, store.Endpoints, "") // reconcile reports bad ones
 	if err != nil {
 		return snap, err
 	}

@@ -79,7 +79,11 @@ func (s *Service) settle(ctx context.Context, logf driver.Logf) error {
 		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
 			return err
 		}
-		atts, err = store.ListJSON[Attachment](tx, store.Endpoints, "")
+		var bad []store.Corrupt
+		atts, bad, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
+		for _, c := range bad {
+			logf("skipped %s; remove the record or the run root's state file to be rid of it", c)
+		}
 		return err
 	}); err != nil {
 		return err
@@ -140,7 +144,7 @@ func (s *Service) releaseGone(ctx context.Context, logf driver.Logf) error {
 		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
 			return err
 		}
-		atts, err = store.ListJSON[Attachment](tx, store.Endpoints, "")
+		atts, _, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
 		return err
 	}); err != nil {
 		return err
@@ -176,7 +180,7 @@ func (s *Service) desired() (map[string]driver.State, error) {
 		if err != nil {
 			return err
 		}
-		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+		atts, _, err := store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
 		if err != nil {
 			return err
 		}

@@ -332,3 +332,23 @@ func lineDiff(a, b string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A record that does not decode does not stop reconcile: it is skipped and
+// reported, and the rest is repaired.
+func TestReconcileSkipsCorruptRecords(t *testing.T) {
+	ts := setup(t, false)
+	if err := ts.st.Update(func(tx store.Tx) error {
+		return tx.Put(store.Endpoints, "ns:junk/0123456789", []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ts.k.dropNS("/ns/a")
+	out, err := ts.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(out, "\n")
+	if !strings.Contains(got, "skipped state endpoints/ns:junk/0123456789 is corrupt") || !strings.Contains(got, "its namespace is gone") {
+		t.Errorf("reconcile said:\n%s", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,7 +64,7 @@ func lockFile(path string, exclusive bool) (func(), error) {
 func (b *Bolt) Update(fn func(Tx) error) error { return b.run(true, fn) }
 func (b *Bolt) View(fn func(Tx) error) error   { return b.run(false, fn) }
 
-func (b *Bolt) run(write bool, fn func(Tx) error) error {
+func (b *Bolt) run(write bool, fn func(Tx) error) (err error) {
 	// bbolt's own flock polls every 50 ms; a blocking flock on a lock file
 	// hands the state over the moment the previous holder is done.
 	unlock, err := lockFile(b.lock, write)
@@ -73,6 +74,21 @@ func (b *Bolt) run(write bool, fn func(Tx) error) error {
 	defer unlock()
 	t := &boltTx{b: b, write: write}
 	defer t.close()
+	// A file cut short (a full disk, a crash of the file system) is mapped
+	// beyond its end: reading it faults. That is an error about the file,
+	// not a crash of ctnet.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			// A fault in a mapping has a high address; a nil pointer (a
+			// bug) a low one and goes on as a panic.
+			f, ok := r.(interface{ Addr() uintptr })
+			if !ok || f.Addr() < 1<<16 {
+				panic(r)
+			}
+			err = t.damaged(f.Addr())
+		}
+	}()
 	// Each file is opened when a bucket of it is first used: most changes
 	// touch only the runtime one. No two processes can each hold one file
 	// and wait for the other: the lock file excludes writers from everyone.
@@ -83,6 +99,24 @@ func (b *Bolt) run(write bool, fn func(Tx) error) error {
 		return t.err
 	}
 	return t.commit()
+}
+
+// damaged names the state file a fault at addr was met in, and what to do.
+func (t *boltTx) damaged(addr uintptr) error {
+	which := 1
+	var best uintptr
+	for i, db := range t.dbs {
+		if db != nil {
+			if d := db.Info().Data; d <= addr && d > best {
+				which, best = i, d
+			}
+		}
+	}
+	what := "it holds runtime facts only: move it away and run `ctnet system reconcile`, which cleans what it held"
+	if which == 0 {
+		what = "it holds the network definitions: restore it from a backup, or move it away and create the networks again"
+	}
+	return fmt.Errorf("state file %s is damaged (cut short?) and cannot be read; %s", t.b.paths[which], what)
 }
 
 type boltTx struct {

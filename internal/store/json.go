@@ -40,3 +40,28 @@ func ListJSON[T any](tx Tx, bucket, prefix string) ([]T, error) {
 	})
 	return out, err
 }
+
+// Corrupt is a record that does not decode.
+type Corrupt struct {
+	Bucket, Key string
+	Err         error
+}
+
+func (c Corrupt) String() string { return fmt.Sprintf("state %s/%s is corrupt: %v", c.Bucket, c.Key, c.Err) }
+
+// ListJSONLenient is ListJSON that goes past records that do not decode and
+// returns them apart, for the repairs that must not stop at one bad record.
+func ListJSONLenient[T any](tx Tx, bucket, prefix string) ([]T, []Corrupt, error) {
+	var out []T
+	var bad []Corrupt
+	err := tx.ForEach(bucket, prefix, func(k string, b []byte) error {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			bad = append(bad, Corrupt{bucket, k, err})
+			return nil
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, bad, err
+}
