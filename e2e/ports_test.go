@@ -338,3 +338,39 @@ func TestGlobalFlagsReachWhatCtnetStarts(t *testing.T) {
 		t.Errorf("reconcile after the container exited found what its exit left:\n%s", out)
 	}
 }
+
+// A range of 2000 ports publishes (in batches no netlink message outgrows),
+// answers, and goes with the container; the same range colliding with one
+// port of another container is refused with one short line and changes
+// nothing.
+func TestPublishLargeRange(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	s.MustCtnet("run", "-d", "--name", "big", "-p", "20000-21999:20000-21999", "host", "socat", "TCP-LISTEN:21999,fork,reuseaddr", "SYSTEM:echo big")
+	if n := strings.Count(s.MustCtnet("port", "big"), "\n"); n != 2000 {
+		t.Errorf("ctnet port big lists %d ports, want 2000", n)
+	}
+	waitFor(t, func() bool {
+		out, _ := s.Upstream.Run("socat", "-T2", "-", "TCP:"+sandbox.HostAddr+":21999")
+		return strings.Contains(out, "big")
+	}, "port 21999 to answer from the upstream")
+	s.MustCtnet("run", "-d", "--name", "small", "-p", "22500:80", "busybox", "sleep", "600")
+	state := func() string {
+		return s.Host.MustRun("nft", "list", "table", "inet", "ctnet") + s.Host.MustRun("ip", "-o", "link") +
+			s.MustCtnet("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Ports}}") + s.MustCtnet("network", "inspect", "bridge")
+	}
+	before := state()
+	_, e, err := s.Ctnet("run", "-d", "--name", "clash", "-p", "21000-22999:21000-22999", "busybox", "sleep", "600")
+	if err == nil || strings.Count(e, "\n") != 1 || len(e) > 400 || !strings.Contains(e, `container "`) {
+		t.Errorf("a range over taken ports: err=%v stderr (%d bytes) %.400q", err, len(e), e)
+	}
+	if after := state(); after != before {
+		t.Errorf("the refused run changed the host:\n%s", lineDiff(before, after))
+	}
+	s.MustCtnet("rm", "-f", "big")
+	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); strings.Contains(nft, "21999") {
+		t.Errorf("rm left the range's elements behind")
+	}
+}

@@ -189,9 +189,27 @@ func missingTables(c *nftables.Conn, ts []*nftables.Table) ([]*nftables.Table, e
 	return missing, nil
 }
 
-// add queues els and flushes; if a table is missing it changes nothing and
-// says so with ErrNoTable.
+// maxBatch bounds the elements of one netlink batch: the kernel takes a
+// batch in one socket buffer, so thousands of ports (a range of 2000) are
+// sent in parts.
+const maxBatch = 256
+
+// add queues els and flushes, in parts of maxBatch; if a table is missing it
+// changes nothing and says so with ErrNoTable. A part that fails takes the
+// parts before it back: all of els, or nothing.
 func (f *Firewall) add(els []element) error {
+	for start := 0; start < len(els); start += maxBatch {
+		if err := f.addBatch(els[start:min(start+maxBatch, len(els))]); err != nil {
+			if start > 0 {
+				f.del(els[:start])
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Firewall) addBatch(els []element) error {
 	c, err := f.connLocked()
 	if err != nil {
 		return err
@@ -203,6 +221,11 @@ func (f *Firewall) add(els []element) error {
 	ferr := c.Flush()
 	if ferr == nil {
 		return nil
+	}
+	// A failed batch may leave replies unread on the socket: start afresh.
+	f.discard()
+	if c, err = f.connLocked(); err != nil {
+		return errors.Join(ferr, err)
 	}
 	missing, err := missingTables(c, tablesOf(els))
 	if err != nil {
@@ -229,8 +252,20 @@ func (f *Firewall) delBatch(c *nftables.Conn, els []element) error {
 	return c.Flush()
 }
 
-// del removes els; elements (or tables) already gone are not errors.
+// del removes els, in parts of maxBatch; elements (or tables) already gone
+// are not errors. It goes on past a part that fails and reports the first
+// failure.
 func (f *Firewall) del(els []element) error {
+	var first error
+	for start := 0; start < len(els); start += maxBatch {
+		if err := f.delPart(els[start:min(start+maxBatch, len(els))]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (f *Firewall) delPart(els []element) error {
 	c, err := f.connLocked()
 	if err != nil {
 		return err
@@ -238,6 +273,11 @@ func (f *Firewall) del(els []element) error {
 	ferr := f.delBatch(c, els)
 	if ferr == nil {
 		return nil
+	}
+	// A failed batch may leave replies unread on the socket: start afresh.
+	f.discard()
+	if c, err = f.connLocked(); err != nil {
+		return errors.Join(ferr, err)
 	}
 	missing, err := missingTables(c, tablesOf(els))
 	if err != nil {
@@ -250,6 +290,10 @@ func (f *Firewall) del(els []element) error {
 		}
 		if ferr = f.delBatch(c, els); ferr == nil {
 			return nil
+		}
+		f.discard()
+		if c, err = f.connLocked(); err != nil {
+			return errors.Join(ferr, err)
 		}
 	}
 	// A map key held with another value: delete by key, whatever it maps to.
@@ -271,7 +315,11 @@ func (f *Firewall) del(els []element) error {
 		f.discard()
 		return err
 	}
-	return c.Flush()
+	if err := c.Flush(); err != nil {
+		f.discard()
+		return err
+	}
+	return nil
 }
 
 func setsOf(els []element) []*setSpec {
@@ -377,9 +425,9 @@ func (f *Firewall) Publish(ports []Port) error {
 	defer f.mu.Unlock()
 	if err := f.add(els); err != nil {
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("firewall: publish %v: a host port is already published to another address: %w", ports, err)
+			return fmt.Errorf("firewall: publish %s: a host port is already published to another address: %w", describePorts(ports), err)
 		}
-		return fmt.Errorf("firewall: publish %v: %w", ports, err)
+		return fmt.Errorf("firewall: publish %s: %w", describePorts(ports), err)
 	}
 	return nil
 }
@@ -396,9 +444,17 @@ func (f *Firewall) Unpublish(ports []Port) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.del(els); err != nil {
-		return fmt.Errorf("firewall: unpublish %v: %w", ports, err)
+		return fmt.Errorf("firewall: unpublish %s: %w", describePorts(ports), err)
 	}
 	return nil
+}
+
+// describePorts names ports in an error: all of a few, the span of many.
+func describePorts(ports []Port) string {
+	if len(ports) <= 3 {
+		return fmt.Sprint(ports)
+	}
+	return fmt.Sprintf("%d ports [%s … %s]", len(ports), ports[0], ports[len(ports)-1])
 }
 
 func checkDuplicates(els []element, ports []Port) error {

@@ -664,3 +664,47 @@ func TestDelEndpoint(t *testing.T) {
 		t.Error("DelEndpoint without a MAC accepted")
 	}
 }
+
+// Thousands of ports (a range of 2000) go in parts no batch can outgrow,
+// and a part that fails takes back the parts before it: all or nothing.
+func TestPublishManyPorts(t *testing.T) {
+	sb := newSandbox(t)
+	f := sb.firewallWithTable(t)
+	many := func(first, n int, ip string) []Port {
+		var ps []Port
+		for i := range n {
+			p := uint16(first + i)
+			ps = append(ps, Port{Proto: "tcp", HostPort: p, ContainerIP: net.ParseIP(ip), ContainerPort: p, Bridge: "ctnet0"})
+		}
+		return ps
+	}
+	before := sb.listTable(t)
+	ports := many(20000, 2000, "10.88.0.2")
+	if err := f.Publish(ports); err != nil {
+		t.Fatalf("publish 2000 ports: %v", err)
+	}
+	if n := strings.Count(sb.nft(t, "list", "map", "inet", TableName, "ports4_any"), "10.88.0.2 . "); n < 2000 {
+		t.Errorf("%d of 2000 ports in the map", n)
+	}
+	// Another container's ports whose last part collides: none stays, and
+	// the error is one short line.
+	clash := many(30000, 1000, "10.88.0.3")
+	clash = append(clash, many(20500, 1, "10.88.0.3")...)
+	mid := sb.listTable(t)
+	err := f.Publish(clash)
+	if err == nil {
+		t.Fatal("publishing a taken host port succeeded")
+	}
+	if len(err.Error()) > 400 || strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is %d bytes: %.300s", len(err.Error()), err)
+	}
+	if got := sb.listTable(t); got != mid {
+		t.Errorf("a failed publish of 1001 ports left some behind")
+	}
+	if err := f.Unpublish(ports); err != nil {
+		t.Fatal(err)
+	}
+	if got := sb.listTable(t); got != before {
+		t.Errorf("unpublishing 2000 ports left some behind")
+	}
+}
