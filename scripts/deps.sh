@@ -34,7 +34,7 @@ if [ -n "$missing" ]; then
 		*"Could not get lock"*|*"Unable to lock"*)
 			[ "$i" = 1 ] && echo "waiting for another apt to finish"
 			[ "$i" = 120 ] && { echo "$out" >&2; exit 1; }
-			sleep 5 ;;
+			sleep "${CTNET_APT_RETRY_SECONDS:-5}" ;;
 		*) echo "$out" >&2; exit 1 ;;
 		esac
 	done
