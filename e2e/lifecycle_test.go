@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,32 @@ func TestStaleStateRepairedOnTheWay(t *testing.T) {
 		t.Errorf("reconcile still found work:\n%s", out)
 	}
 	s.MustCtnet("rm", "-f", "p")
+}
+
+// The run root deleted by hand under running containers: reconcile finds
+// the containers it no longer knows by their cgroups and stops them, and
+// cleans what they held.
+func TestRunRootDeletedUnderContainers(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	s.MustCtnet("run", "-d", "--name", "lost", "busybox", "sleep", "600")
+	pid := strings.TrimSpace(s.MustCtnet("inspect", "-f", "{{.State.Pid}}", "lost"))
+	monitor := strings.TrimSpace(s.Host.MustRun("ps", "-o", "ppid=", "-p", pid))
+	// Everything under the run root goes: mounts first (pins, the rootfs).
+	s.Host.MustRun("sh", "-c", `grep " `+s.RunRoot+`/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l; rm -rf `+s.RunRoot+`/*`)
+	out := s.MustCtnet("system", "reconcile")
+	if !strings.Contains(out, "removed the bundle of container") {
+		t.Errorf("reconcile after the run root was deleted:\n%s", out)
+	}
+	for _, p := range []string{pid, monitor} {
+		waitFor(t, func() bool { _, err := s.Host.Run("kill", "-0", p); return err != nil }, "process "+p+" of the lost container to end")
+	}
+	if left := s.Host.MustRun("find", filepath.Join(s.Root, "containers"), "-mindepth", "1", "-maxdepth", "1"); left != "" {
+		t.Errorf("its writable layer remains:\n%s", left)
+	}
+	if o := s.MustCtnet("system", "reconcile"); o != "" {
+		t.Errorf("second reconcile:\n%s", o)
+	}
 }

@@ -44,6 +44,7 @@ type Runtime struct {
 	Binary  string // path of runc or crun
 	runDir  string
 	dataDir string
+	group   string // cgroup parent of its containers (instanceGroup)
 }
 
 // New finds binary ("runc", "crun" or a path) and prepares its two
@@ -80,13 +81,14 @@ func New(binary, runDir, dataDir string) (*Runtime, error) {
 	if err := os.MkdirAll(filepath.Join(r.runDir, "runc"), 0o700); err != nil {
 		return nil, fmt.Errorf("runtime state dir %s: %w", runDir, err)
 	}
+	r.group = instanceGroup(r.dataDir)
 	return r, nil
 }
 
-type paths struct{ dir, data string }
+type paths struct{ dir, data, group string }
 
 func (r *Runtime) paths(id string) *paths {
-	return &paths{filepath.Join(r.runDir, id), filepath.Join(r.dataDir, id)}
+	return &paths{filepath.Join(r.runDir, id), filepath.Join(r.dataDir, id), r.group}
 }
 
 func (p *paths) rootfs() string { return filepath.Join(p.dir, "rootfs") }
@@ -227,12 +229,19 @@ func listIDs(dir string) ([]string, error) {
 	return ids, nil
 }
 
-// Leftovers returns the ids that have a bundle in the run directory or a
-// writable layer in the data directory and that live rejects. After a
-// reboot the run directory is empty but the layers on disk remain: the
-// caller's reconcile passes the containers it still knows.
+// Leftovers returns the ids that have a bundle in the run directory, a
+// writable layer in the data directory or a cgroup with processes of this
+// runtime, and that live rejects. After a reboot the run directory is empty
+// but the layers on disk remain; after the run directory was deleted under
+// running containers their processes remain: the caller's reconcile passes
+// the containers it still knows.
 func (r *Runtime) Leftovers(live func(id string) bool) ([]string, error) {
 	seen := map[string]bool{}
+	for _, id := range r.groups() {
+		if !live(id) {
+			seen[id] = true
+		}
+	}
 	for _, dir := range []string{r.runDir, r.dataDir} {
 		ids, err := listIDs(dir)
 		if err != nil {
@@ -263,7 +272,9 @@ func (r *Runtime) Prune(live func(id string) bool) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, id := range ids {
-		if err := r.Delete(id, true); err != nil {
+		// What the runtime's own state no longer knows is killed by cgroup.
+		err := errors.Join(r.killGroup(id), r.Delete(id, true))
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -393,6 +404,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err := os.RemoveAll(p.data); err != nil {
 		return fmt.Errorf("container %s: remove writable layer: %w", id, err)
 	}
+	r.dropEmptyGroup()
 	return nil
 }
 

@@ -175,7 +175,7 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 		Annotations: map[string]string{"io.ctnet.name": s.Name},
 		Linux: &specs.Linux{
 			Namespaces:  ns,
-			CgroupsPath: "/ctnet/" + s.ID,
+			CgroupsPath: c.group + "/" + s.ID,
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 			},
