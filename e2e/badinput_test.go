@@ -353,3 +353,20 @@ func TestDamagedStateFile(t *testing.T) {
 	}
 	s.MustCtnet("network", "connect", "web", "--netns", ns.NetPath())
 }
+
+func TestNetworkOptionsOfTheServiceAndTheDriver(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	s.MustCtnet("network", "create", "-o", "ctnet.bridge.anti_spoofing=false", "-o", "ctnet.internal.dns_forward=true", "--internal", "open")
+	opts := s.MustCtnet("network", "inspect", "-f", "{{json .Options}}", "open")
+	for _, want := range []string{`"ctnet.bridge.anti_spoofing":"false"`, `"ctnet.internal.dns_forward":"true"`} {
+		if !strings.Contains(opts, want) {
+			t.Errorf("options %s lack %s", opts, want)
+		}
+	}
+	checkBad(t, s, []badCase{
+		{[]string{"network", "create", "-o", "ctnet.bridge.anti_spoofing=maybe", "x"}, "maybe"},
+		{[]string{"network", "create", "-o", "ctnet.internal.dns_forward=maybe", "x"}, "maybe"},
+		{[]string{"network", "create", "-o", "ctnet.nosuch=1", "x"}, "ctnet.nosuch"},
+	})
+}

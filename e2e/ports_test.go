@@ -80,10 +80,10 @@ func TestPublishedPorts(t *testing.T) {
 			t.Errorf("%s:%s from ns %d: got %q, want hello", r.addr, r.port, r.from.PID, got)
 		}
 	}
-	if out, _ := s.Upstream.Run("sh", "-c", "echo ping | socat -T2 - UDP:"+h+":8080"); !strings.Contains(out, "hello-udp") {
+	if out := udpAsk(s.Upstream, h+":8080"); !strings.Contains(out, "hello-udp") {
 		t.Errorf("udp 8080 from upstream: %q", out)
 	}
-	if out, _ := s.Host.Run("sh", "-c", "echo ping | socat -T2 - UDP:[::1]:8083"); !strings.Contains(out, "hello-udp") {
+	if out := udpAsk(s.Host, "[::1]:8083"); !strings.Contains(out, "hello-udp") {
 		t.Errorf("udp [::1]:8083 from the host: %q", out)
 	}
 	// Hairpin: the container itself and a sibling through the host's address.
@@ -373,4 +373,16 @@ func TestPublishLargeRange(t *testing.T) {
 	if nft := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); strings.Contains(nft, "21999") {
 		t.Errorf("rm left the range's elements behind")
 	}
+}
+
+// udpAsk sends a datagram to addr from ns and returns the answer; a few
+// tries, as a datagram may be lost on a loaded machine.
+func udpAsk(ns *sandbox.NS, addr string) string {
+	var out string
+	for range 5 {
+		if out, _ = ns.Run("sh", "-c", "echo ping | socat -T2 - UDP:"+addr); out != "" {
+			break
+		}
+	}
+	return out
 }

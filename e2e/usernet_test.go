@@ -265,3 +265,27 @@ func TestSubnetPoolAndVPNRoutes(t *testing.T) {
 		t.Errorf("next subnet %q, want 172.19.0.0/16", got)
 	}
 }
+
+// The resolver killed: the monitors of the containers that use it start it
+// again at once, and `system reconcile` would too.
+func TestResolverRestarted(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	s.MustCtnet("network", "create", "--subnet", "10.44.0.0/24", "named")
+	s.MustCtnet("run", "-d", "--name", "srv", "--network", "named", "busybox", "sleep", "600")
+	resolver := func() string {
+		out, _ := s.Host.Run("sh", "-c", "ps -eo pid=,args= | grep -F -- '--run-root "+s.RunRoot+" ' | grep -F 'dns-serve' | grep -v grep | awk '{print $1}'")
+		return strings.TrimSpace(out)
+	}
+	first := resolver()
+	if first == "" || strings.Contains(first, "\n") {
+		t.Fatalf("resolver processes: %q", first)
+	}
+	s.Host.MustRun("kill", "-9", first)
+	waitFor(t, func() bool { r := resolver(); return r != "" && r != first && !strings.Contains(r, "\n") }, "the resolver to be started again")
+	if out, _, _ := s.Ctnet("exec", "srv", "nslookup", "srv", "127.0.0.11"); !strings.Contains(out, "10.44.0.2") {
+		t.Errorf("srv by name after the resolver was killed:\n%s", out)
+	}
+}

@@ -11,11 +11,13 @@ import (
 	"os"
 
 	"github.com/ctnet/ctnet/internal/cli"
+	"github.com/ctnet/ctnet/internal/network"
 	"github.com/ctnet/ctnet/internal/ocirt"
 )
 
 func main() {
-	// A detached container's monitor is this binary re-executed.
-	ocirt.MaybeRunMonitor()
+	// A detached container's monitor is this binary re-executed; while its
+	// container runs it keeps the embedded resolver alive.
+	ocirt.MaybeRunMonitor(network.WatchResolver)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -216,11 +217,15 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	if m.cfg.OnExit != nil {
 		onExit = m.cfg.OnExit(c.ID)
 	}
+	var watch json.RawMessage
+	if c.OwnNS && c.NetworkMode != network.DefaultNetwork && c.NetworkMode != "none" {
+		watch = m.net.ResolverWatch()
+	}
 	rc, err := rt.Create(ctx, ocirt.Spec{
 		ID: c.ID, Name: c.Name, Hostname: c.Hostname, Image: img, Args: c.Args, Env: spec.Env,
 		Tty: spec.Tty, Interactive: spec.Interactive, NetNSPath: c.NetNS, IPC: ipc,
 		Mounts: mounts, EtcFiles: etc, WorkDir: spec.WorkDir, User: spec.User, OnExit: onExit,
-		Security: sec, Sysctls: spec.Sysctls,
+		Security: sec, Sysctls: spec.Sysctls, Watch: watch,
 	})
 	if err != nil {
 		return nil, -1, fmt.Errorf("%s: %w", c.what(), err)

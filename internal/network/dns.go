@@ -173,16 +173,18 @@ func (s *Service) ensureDNS() (bool, error) {
 }
 
 // startDNS launches the resolver process detached from this one.
-func (s *Service) startDNS() error {
-	if s.d.Resolver.Path == "" {
+func (s *Service) startDNS() error { return startResolver(s.d.DNS, s.d.Resolver) }
+
+func startResolver(path string, c Command) error {
+	if c.Path == "" {
 		return errors.New("no command to start the embedded DNS with")
 	}
-	logf, err := os.OpenFile(s.d.DNS+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(path+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.d.Resolver.Path, s.d.Resolver.Args...)
+	cmd := exec.Command(c.Path, c.Args...)
 	cmd.Args[0] = "ctnet-dns"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
@@ -192,6 +194,36 @@ func (s *Service) startDNS() error {
 	}
 	go cmd.Process.Release()
 	return nil
+}
+
+// resolverWatch is what a container's monitor needs to keep the resolver
+// alive: its snapshot and how to start it.
+type resolverWatch struct {
+	DNS      string
+	Resolver Command
+}
+
+// ResolverWatch is the work a container's monitor takes on while the
+// container runs (see WatchResolver); nil without the embedded resolver.
+func (s *Service) ResolverWatch() json.RawMessage {
+	if s.d.DNS == "" {
+		return nil
+	}
+	b, _ := json.Marshal(resolverWatch{DNS: s.d.DNS, Resolver: s.d.Resolver})
+	return b
+}
+
+// WatchResolver starts the resolver again whenever it dies while ctx lasts
+// (a container's monitor runs it: a killed resolver is back at once, not at
+// the next reconcile).
+func WatchResolver(ctx context.Context, spec json.RawMessage) {
+	var w resolverWatch
+	if json.Unmarshal(spec, &w) != nil || w.DNS == "" {
+		return
+	}
+	dns.Watch(ctx, w.DNS, func() error { return startResolver(w.DNS, w.Resolver) }, func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "monitor: embedded DNS: "+format+"\n", args...)
+	})
 }
 
 // ServeDNS runs the resolver until no namespace needs it.

@@ -268,7 +268,7 @@ func (n *Network) driverNet() driver.Network {
 		Internal: n.Internal, IPv6: n.IPv6, Options: map[string]string{},
 	}
 	for k, v := range n.Options {
-		if !strings.HasPrefix(k, serviceOptionPrefix) {
+		if !serviceOptions[k] {
 			d.Options[k] = v // the service's own options are not the driver's
 		}
 	}
@@ -278,24 +278,20 @@ func (n *Network) driverNet() driver.Network {
 	return d
 }
 
-// Options of the service itself, for every driver.
+// Options of the service itself, for every driver; the rest are the
+// driver's.
 const (
-	serviceOptionPrefix = "ctnet."
 	// OptDNSForward lets an --internal network's containers have names
 	// outside it resolved through the host (off: CVE-2024-29018).
 	OptDNSForward = "ctnet.internal.dns_forward"
 )
 
+var serviceOptions = map[string]bool{OptDNSForward: true}
+
 func checkServiceOptions(opts map[string]string) error {
-	for _, k := range slices.Sorted(maps.Keys(opts)) {
-		if !strings.HasPrefix(k, serviceOptionPrefix) {
-			continue
-		}
-		if k != OptDNSForward {
-			return errdefs.Field("option:"+k, fmt.Sprintf("unknown option %q; ctnet's own options are %s", k, OptDNSForward))
-		}
-		if _, err := strconv.ParseBool(opts[k]); err != nil {
-			return errdefs.Field("option:"+k, fmt.Sprintf("option %s=%q: want true or false", k, opts[k]))
+	if v, ok := opts[OptDNSForward]; ok {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return errdefs.Field("option:"+OptDNSForward, fmt.Sprintf("option %s=%q: want true or false", OptDNSForward, v))
 		}
 	}
 	return nil

@@ -27,7 +27,8 @@ type Container struct {
 // meta is container.json: what Run/Start need besides the bundle.
 type meta struct {
 	Tty, Interactive bool
-	OnExit           []string `json:",omitempty"`
+	OnExit           []string        `json:",omitempty"`
+	Watch            json.RawMessage `json:",omitempty"`
 }
 
 // Create prepares the bundle: overlay root (or the host's / read-only), etc
@@ -106,7 +107,7 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) 
 	if err := writeJSON(filepath.Join(p.dir, "config.json"), spec); err != nil {
 		return nil, wrap(err)
 	}
-	m := meta{Tty: s.Tty, Interactive: s.Interactive, OnExit: s.OnExit}
+	m := meta{Tty: s.Tty, Interactive: s.Interactive, OnExit: s.OnExit, Watch: s.Watch}
 	if err := writeJSON(p.meta(), m); err != nil {
 		return nil, wrap(err)
 	}

@@ -30,7 +30,7 @@ const nsEnv = "CTNET_RT_TEST_PRIVATE_MNT"
 // network namespace of their own, so that a container on the "host"
 // network (NetNSPath "") shares a throwaway namespace, never the machine's.
 func TestMain(m *testing.M) {
-	ocirt.MaybeRunMonitor()
+	ocirt.MaybeRunMonitor(nil)
 	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
 		self, err := os.Executable()
 		if err == nil {

@@ -54,7 +54,8 @@ const monitorEnv = "_CTNET_OCIRT_MONITOR"
 
 type monitorArgs struct {
 	Binary, Root, Bundle, Log, ID string
-	OnExit                        []string `json:",omitempty"`
+	OnExit                        []string        `json:",omitempty"`
+	Watch                         json.RawMessage `json:",omitempty"`
 }
 
 // monitorReport is what the monitor tells Start, as one JSON line.
@@ -73,7 +74,7 @@ func (c *Container) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("container %s: find own binary for the monitor: %w", c.ID, err)
 	}
-	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: c.r.ociRoot(), Bundle: c.p.dir, Log: c.p.log(), ID: c.ID, OnExit: c.meta.OnExit})
+	args, err := json.Marshal(monitorArgs{Binary: c.r.Binary, Root: c.r.ociRoot(), Bundle: c.p.dir, Log: c.p.log(), ID: c.ID, OnExit: c.meta.OnExit, Watch: c.meta.Watch})
 	if err != nil {
 		return err
 	}
@@ -134,17 +135,19 @@ func (c *Container) Start(ctx context.Context) error {
 // MaybeRunMonitor must be called first thing in main (and in TestMain of
 // tests that Start containers): when this process is a container monitor
 // started by Start, it runs the monitor and exits; otherwise it returns at
-// once.
-func MaybeRunMonitor() {
+// once. watch, if not nil, runs while the container does, given Spec.Watch
+// (the caller's own work for the monitor, such as keeping a service
+// alive), until its context ends.
+func MaybeRunMonitor(watch func(ctx context.Context, spec json.RawMessage)) {
 	arg := os.Getenv(monitorEnv)
 	if arg == "" {
 		return
 	}
 	os.Unsetenv(monitorEnv)
-	os.Exit(runMonitor(arg))
+	os.Exit(runMonitor(arg, watch))
 }
 
-func runMonitor(arg string) int {
+func runMonitor(arg string, watch func(context.Context, json.RawMessage)) int {
 	report := os.NewFile(3, "report")
 	send := func(r monitorReport) {
 		b, _ := json.Marshal(r)
@@ -206,6 +209,11 @@ func runMonitor(arg string) int {
 	}
 	send(monitorReport{OK: true})
 	report.Close()
+	if watch != nil && len(a.Watch) > 0 {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go watch(ctx, a.Watch)
+	}
 
 	var ws unix.WaitStatus
 	for {
@@ -221,9 +229,10 @@ func runMonitor(arg string) int {
 		}
 		break
 	}
-	// reap anything else re-parented to us (daemonised grandchildren)
+	// reap what else ended under us (daemonised grandchildren); children
+	// that live on (a resolver the watch started) are left to init
 	for {
-		if _, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); err != nil {
+		if pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); err != nil || pid == 0 {
 			break
 		}
 	}

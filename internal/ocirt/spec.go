@@ -1,6 +1,7 @@
 package ocirt
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -40,6 +41,9 @@ type Spec struct {
 	// runs once the container has ended and its exit is recorded (ctnet
 	// uses it to release the container's network, or remove it with --rm).
 	OnExit []string
+	// Watch is handed to the watch function of MaybeRunMonitor in the
+	// monitor of a detached container, while the container runs.
+	Watch json.RawMessage
 	// WorkDir and User override the image's ("uid[:gid]" or names from the
 	// image's /etc/passwd and /etc/group).
 	WorkDir, User string
