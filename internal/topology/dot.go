@@ -45,6 +45,11 @@ func WriteDOT(w io.Writer, t *Topology) error {
 		d.p(`    uplink [label=<%s>];`, table("#ffffff", rows))
 	}
 	d.p(`    firewall [label=<%s>];`, table(colFirewall, firewallRows(t)))
+	// The firewall sits with the uplink it guards, so that the host's
+	// cluster starts at the veths and the namespaces line up on the left.
+	if t.Host.Uplink != "" {
+		d.p(`    { rank=same; uplink; firewall; }`)
+	}
 	for _, n := range t.Networks {
 		d.bridge(n)
 	}
@@ -92,6 +97,7 @@ func WriteDOT(w io.Writer, t *Topology) error {
 			rows = append(rows, row{text: dr.Where + ": " + dr.String(), color: colDrift})
 		}
 		d.p(`  drift [label=<%s>];`, table("#ffffff", rows))
+		d.p(`  { rank=same; outside; drift; }`)
 	}
 	d.p(`}`)
 	_, err := io.WriteString(w, d.b.String())

@@ -102,8 +102,12 @@ func (p *printer) network(n Network) {
 				pair = append(pair, fmt.Sprintf("(#%d)", e.IfIndex))
 			}
 		}
-		pair = append(pair, "in")
-		pair = append(pair, strings.Fields(e.Owner)...)
+		if e.Kind != "" {
+			pair = append(pair, "in")
+			pair = append(pair, strings.Fields(e.Owner)...)
+		} else {
+			pair = append(pair, "(no endpoint owns it)")
+		}
 		if e.Pending != "" {
 			pair = append(pair, "["+e.Pending+"]")
 		}

@@ -526,3 +526,45 @@ func (g *gatherer) firewallDrift() {
 		}
 	}
 }
+
+// Only keeps the networks named (by name, id or id prefix) and the drift
+// about them; foreign bridges go. An unknown name is an error.
+func (t *Topology) Only(refs ...string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	var keep []Network
+	for _, ref := range refs {
+		found := false
+		for _, n := range t.Networks {
+			if n.Name == ref || ref != "" && strings.HasPrefix(n.ID, ref) {
+				if !slices.ContainsFunc(keep, func(k Network) bool { return k.ID == n.ID }) {
+					keep = append(keep, n)
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("network %q not found; list networks with `ctnet network ls`", ref)
+		}
+	}
+	var words []string
+	for _, n := range keep {
+		words = append(words, fmt.Sprintf("%q", n.Name), n.Device)
+		for _, e := range n.Endpoints {
+			words = append(words, e.HostIf)
+		}
+	}
+	var drift []Drift
+	for _, d := range t.Drift {
+		for _, w := range words {
+			if w != "" && strings.Contains(d.Object+" "+d.Problem, w) {
+				drift = append(drift, d)
+				break
+			}
+		}
+	}
+	t.Networks, t.Foreign, t.Drift = keep, nil, drift
+	return nil
+}
