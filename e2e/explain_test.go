@@ -216,3 +216,57 @@ func nftElements(t *testing.T, h *sandbox.NS) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func TestExplainChangesNothing(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	ns := s.Netns()
+	// A host ctnet never set up: the explanation says what the first command
+	// would make, and nothing is made.
+	out := s.MustCtnet("explain", "network", "connect", "bridge", "--netns", ns.NetPath())
+	for _, want := range []string{"nftables tables inet ctnet and bridge ctnet", "ip link add ctnet0", "nft add element inet ctnet bridges '{ \"ctnet0\" }'",
+		"netns " + ns.NetPath(), "ip addr add 172.17.0.2/16 brd + dev eth0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain on a new host lacks %q:\n%s", want, out)
+		}
+	}
+	if o, err := s.Host.Run("ip", "link", "show", "ctnet0"); err == nil {
+		t.Errorf("explain made ctnet0:\n%s", o)
+	}
+	if o := s.Host.MustRun("nft", "list", "ruleset"); strings.Contains(o, "ctnet") {
+		t.Errorf("explain made ctnet's tables:\n%s", o)
+	}
+	if o := ns.MustRun("ip", "-o", "link"); strings.Contains(o, "eth0") {
+		t.Errorf("explain touched the namespace:\n%s", o)
+	}
+	s.MustCtnet("network", "ls")
+	before := s.MustCtnet("topology", "--format", "json")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"explain"}, "requires at least 1 argument"},
+		{[]string{"explain", "bridge", "show"}, `not "bridge show"`},
+		{[]string{"explain", "network", "create", "--subnet", "10.99.0.0/33", "x"}, "10.99.0.0/33"},
+		{[]string{"explain", "network", "create", "--subnet", "172.17.5.0/24", "x"}, "overlaps"},
+		{[]string{"explain", "network", "create", "bridge"}, "already exists"},
+		{[]string{"explain", "network", "connect", "nosuch", "--netns", ns.NetPath()}, `network "nosuch" not found`},
+		{[]string{"explain", "network", "connect", "bridge", "--netns", "/proc/1/ns/nosuch"}, "nosuch"},
+		{[]string{"explain", "network", "connect", "bridge", "--netns", ns.NetPath(), "--ip", "10.1.1.1"}, "10.1.1.1"},
+		{[]string{"explain", "network", "connect", "bridge", "nosuch"}, "nosuch"},
+		{[]string{"explain", "network", "create", "--bogus", "x"}, "--bogus"},
+		{[]string{"explain", "run", "-p", "70000:80", "host", "true"}, "70000"},
+		{[]string{"explain", "run", "--network", "nosuch", "host", "true"}, "nosuch"},
+	} {
+		_, e, err := s.Ctnet(c.args...)
+		if err == nil || !strings.Contains(e, c.want) || strings.Count(strings.TrimSpace(e), "\n") > 0 {
+			t.Errorf("%v: %v %q, want one line with %q", c.args, err, e, c.want)
+		}
+	}
+	if out := s.MustCtnet("explain", "run", "--network", "host", "host", "true"); !strings.Contains(out, "--network host") {
+		t.Errorf("explain run --network host:\n%s", out)
+	}
+	if after := s.MustCtnet("topology", "--format", "json"); after != before {
+		t.Errorf("explain changed the host:\n%s", diffLines(before, after))
+	}
+}

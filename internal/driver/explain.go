@@ -124,8 +124,8 @@ func (x *explaining) Unpublish(ctx context.Context, n Network, ep Endpoint) erro
 func (x *explaining) Inventory(ctx context.Context) (Inventory, error) { return nil, nil }
 
 func (x *explaining) Reconcile(ctx context.Context, inv Inventory, s State, logf Logf) error {
-	x.log.Add(Note("%s", "first, ctnet would make the kernel agree with its store (what `ctnet system reconcile` does): " +
-		"its nftables tables inet ctnet and bridge ctnet with their fixed rules, and the " + x.Name() +
+	x.log.Add(Note("%s", "first, ctnet would make the kernel agree with its store (what `ctnet system reconcile` does): "+
+		"its nftables tables inet ctnet and bridge ctnet with their fixed rules, and the "+x.Name()+
 		" networks it knows; run `ctnet network ls` once to have that done, then explain again"))
 	return nil
 }
