@@ -182,5 +182,8 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), a.systemCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.imageCmds()...)
+	root.AddCommand(a.topologyCmd())
+	root.AddCommand(a.traceCmd())
+	root.AddCommand(a.explainCmd())
 	return root
 }

@@ -47,7 +47,9 @@ type Corrupt struct {
 	Err         error
 }
 
-func (c Corrupt) String() string { return fmt.Sprintf("state %s/%s is corrupt: %v", c.Bucket, c.Key, c.Err) }
+func (c Corrupt) String() string {
+	return fmt.Sprintf("state %s/%s is corrupt: %v", c.Bucket, c.Key, c.Err)
+}
 
 // ListJSONLenient is ListJSON that goes past records that do not decode and
 // returns them apart, for the repairs that must not stop at one bad record.

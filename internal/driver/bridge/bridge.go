@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/ctnet/ctnet/internal/driver"
@@ -277,16 +278,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	fep := endpointRules(n, ep)
 	bound := make(chan error, 1)
 	go func() { bound <- fw.AddEndpoint(rules(n), fep) }()
-	err = netx.AddVeth(d.host, netx.VethSpec{
-		HostName:    ep.HostIf,
-		PeerName:    ep.IfName,
-		PeerNS:      ns.NS(),
-		MTU:         n.MTU,
-		MasterIndex: br.Attrs().Index,
-		PeerMAC:     ep.MAC,
-		DisableIPv6: !n.IPv6,
-		NoRA:        true,
-	})
+	err = netx.AddVeth(d.host, vethSpec(n, ep, br.Attrs().Index, ns.NS()))
 	if ferr := <-bound; ferr == nil {
 		defer func() {
 			if err != nil {
@@ -314,6 +306,29 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if err := d.portFlags(n, ep.HostIf); err != nil {
 		return err
 	}
+	if err := netx.ConfigureIface(ns, ifaceConfig(ep)); err != nil {
+		return fmt.Errorf("%s: %w", ep.IfName, err)
+	}
+	return nil
+}
+
+// vethSpec is the pair Join makes: the peer born in the sandbox under its
+// final name, the host end on the bridge.
+func vethSpec(n driver.Network, ep driver.Endpoint, master int, peerNS netns.NsHandle) netx.VethSpec {
+	return netx.VethSpec{
+		HostName:    ep.HostIf,
+		PeerName:    ep.IfName,
+		PeerNS:      peerNS,
+		MTU:         n.MTU,
+		MasterIndex: master,
+		PeerMAC:     ep.MAC,
+		DisableIPv6: !n.IPv6,
+		NoRA:        true,
+	}
+}
+
+// ifaceConfig is the inner end's configuration.
+func ifaceConfig(ep driver.Endpoint) netx.IfaceConfig {
 	cfg := netx.IfaceConfig{Name: ep.IfName}
 	for _, a := range ep.Addrs {
 		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
@@ -325,16 +340,18 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 			cfg.Gateway6 = gw.AsSlice()
 		}
 	}
-	if err := netx.ConfigureIface(ns, cfg); err != nil {
-		return fmt.Errorf("%s: %w", ep.IfName, err)
-	}
-	return nil
+	return cfg
+}
+
+// portFlagsOf are the bridge-port flags of a network's endpoints.
+func portFlagsOf(n driver.Network) (isolated, hairpin bool) {
+	return !option(n, OptICC, true), brNetfilter()
 }
 
 // portFlags sets the bridge-port flags a network's endpoints need.
 func (d *Driver) portFlags(n driver.Network, hostIf string) error {
-	hairpin := brNetfilter()
-	icc := option(n, OptICC, true)
+	isolated, hairpin := portFlagsOf(n)
+	icc := !isolated
 	if icc && !hairpin {
 		return nil
 	}
