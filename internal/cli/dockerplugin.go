@@ -59,4 +59,3 @@ sets the FORWARD policy of iptables to DROP when it turns forwarding on itself.`
 	cmd.Flags().StringVar(&dockerHost, "docker-host", envOr("DOCKER_HOST", "unix:///run/docker.sock"), `dockerd's API socket, asked for the names of networks ("" = never ask) [$DOCKER_HOST]`)
 	return cmd
 }
-
