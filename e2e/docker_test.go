@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ctnet/ctnet/internal/dockerdriver"
+	"github.com/ctnet/ctnet/internal/dockertest"
+	"github.com/ctnet/ctnet/internal/sandbox"
+)
+
+// dockerEnv is a sandbox with ctnet's Docker plugin and a real dockerd in it,
+// started in the order the systemd unit gives them: the plugin first.
+type dockerEnv struct {
+	t      *testing.T
+	s      *sandbox.Sandbox
+	d      *dockertest.Dockerd
+	plugin *exec.Cmd
+	log    string
+	starts int
+}
+
+const image = "ctbusybox"
+
+func newDockerEnv(t *testing.T, flags ...string) *dockerEnv {
+	t.Helper()
+	if err := dockertest.Installed(); err != nil {
+		t.Skip(err)
+	}
+	s := sandbox.New(t)
+	e := &dockerEnv{t: t, s: s, log: filepath.Join(s.Dir, "plugin.log")}
+	dockertest.PrivateRun(t, s)
+	// dockerd leaves the FORWARD policy alone when forwarding is on
+	// already; off is the worst case (a new namespace may inherit either).
+	s.Host.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=0")
+	e.d = dockertest.New(t, s, append([]string{"--userland-proxy=false"}, flags...)...)
+	t.Cleanup(func() { e.stopPlugin(syscall.SIGTERM) }) // after dockerd's cleanup
+	e.startPlugin()
+	e.d.Start()
+	e.d.ImportBusybox(image)
+	return e
+}
+
+// startPlugin runs `ctnet docker-plugin` and waits for its socket.
+func (e *dockerEnv) startPlugin() {
+	e.t.Helper()
+	log, err := os.OpenFile(e.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := e.s.Host.Command(sandbox.Binary(e.t), "docker-plugin", "--docker-host", e.d.Host())
+	cmd.Env = e.s.Env()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.plugin = cmd
+	e.starts++
+	want := fmt.Sprintf("serving %s", dockerdriver.DefaultSocket)
+	waitFor(e.t, func() bool {
+		b, _ := os.ReadFile(e.log)
+		return strings.Count(string(b), want) >= e.starts
+	}, "the plugin to serve its socket")
+}
+
+func (e *dockerEnv) stopPlugin(sig syscall.Signal) {
+	if e.plugin == nil {
+		return
+	}
+	e.plugin.Process.Signal(sig)
+	e.plugin.Wait()
+	e.plugin = nil
+}
+
+func (e *dockerEnv) pluginLog() string {
+	b, _ := os.ReadFile(e.log)
+	return string(b)
+}
+
+func (e *dockerEnv) docker(args ...string) string {
+	e.t.Helper()
+	o, stderr, err := e.d.Docker(args...)
+	if err != nil {
+		e.t.Fatalf("docker %s: %v\nstdout: %s\nstderr: %s\nplugin log:\n%s", strings.Join(args, " "), err, o, stderr, e.pluginLog())
+	}
+	return strings.TrimSpace(o)
+}
+
+// fails runs a docker command that must fail and returns its error line.
+func (e *dockerEnv) fails(args ...string) string {
+	e.t.Helper()
+	o, stderr, err := e.d.Docker(args...)
+	if err == nil {
+		e.t.Fatalf("docker %s succeeded:\n%s", strings.Join(args, " "), o)
+	}
+	return strings.TrimSpace(stderr)
+}
+
+// exec runs a command of the host's (socat, ip) inside a container's network
+// namespace.
+func (e *dockerEnv) exec(ctr string, argv ...string) (string, error) {
+	pid := e.docker("inspect", "-f", "{{.State.Pid}}", ctr)
+	return e.s.Host.Run("nsenter", append([]string{"-t", pid, "-n", "--"}, argv...)...)
+}
+
+// ping pings addr from a container, a few times at most (the first packet
+// may wait for ARP).
+func (e *dockerEnv) ping(ctr, addr string) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if _, _, err = e.d.Docker("exec", ctr, "ping", "-c1", "-W2", addr); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s cannot ping %s: %v", ctr, addr, err)
+}
+
+type dockerNetJSON struct {
+	Name, Id, Driver string
+	Options          map[string]string
+	IPAM             struct {
+		Driver string
+		Config []struct{ Subnet, Gateway string }
+	}
+	Containers map[string]struct{ Name, EndpointID, MacAddress, IPv4Address, IPv6Address string }
+}
+
+func (e *dockerEnv) inspectNet(name string) dockerNetJSON {
+	e.t.Helper()
+	var out []dockerNetJSON
+	if err := json.Unmarshal([]byte(e.docker("network", "inspect", name)), &out); err != nil || len(out) != 1 {
+		e.t.Fatalf("docker network inspect %s: %v", name, err)
+	}
+	return out[0]
+}
+
+type ctnetNetJSON struct {
+	Name, Id, Driver string
+	Options          map[string]string
+	IPAM             struct{ Config []struct{ Subnet, Gateway string } }
+	Containers       map[string]struct{ Name, EndpointID, MacAddress, IPv4Address, IPv6Address string }
+}
+
+func (e *dockerEnv) ctnetInspect(name string) ctnetNetJSON {
+	e.t.Helper()
+	var out []ctnetNetJSON
+	if err := json.Unmarshal([]byte(e.s.MustCtnet("network", "inspect", name)), &out); err != nil || len(out) != 1 {
+		e.t.Fatalf("ctnet network inspect %s: %v", name, err)
+	}
+	return out[0]
+}
+
+// sameEndpoints checks that ctnet's view of a network is Docker's.
+func (e *dockerEnv) sameEndpoints(name string) {
+	e.t.Helper()
+	dj, cj := e.inspectNet(name), e.ctnetInspect(name)
+	if dj.Id != cj.Id {
+		e.t.Errorf("network %s: docker id %s, ctnet id %s", name, dj.Id, cj.Id)
+	}
+	got := map[string]string{}
+	for _, ep := range cj.Containers {
+		got[ep.EndpointID] = ep.IPv4Address + " " + ep.MacAddress + " " + ep.IPv6Address
+	}
+	want := map[string]string{}
+	for _, ep := range dj.Containers {
+		want[ep.EndpointID] = ep.IPv4Address + " " + ep.MacAddress + " " + ep.IPv6Address
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		e.t.Errorf("network %s: ctnet's endpoints %v, docker's %v", name, got, want)
+	}
+}
+
+// waitRenamed waits until ctnet calls the network by Docker's name.
+func (e *dockerEnv) waitRenamed(name string) {
+	e.t.Helper()
+	waitFor(e.t, func() bool {
+		_, _, err := e.s.Ctnet("network", "inspect", name)
+		return err == nil
+	}, "ctnet to learn the name "+name)
+}
+
+func TestDockerNetwork(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	s := e.s
+	id := e.docker("network", "create", "-d", "ctnet", "--subnet", "10.80.0.0/24", "-o", "com.docker.network.bridge.enable_icc=true", "web")
+	e.waitRenamed("web")
+	if ls := s.MustCtnet("network", "ls"); !strings.Contains(ls, id[:12]+"   web") && !strings.Contains(ls, id[:12]) {
+		t.Errorf("ctnet network ls lacks %s:\n%s", id[:12], ls)
+	}
+	cj := e.ctnetInspect("web")
+	if cj.Options["com.docker.network.bridge.enable_icc"] != "true" || cj.Options["com.docker.network.bridge.name"] != "br-"+id[:12] {
+		t.Errorf("ctnet's options: %v", cj.Options)
+	}
+	if dj := e.inspectNet("web"); dj.Options["com.docker.network.bridge.enable_icc"] != "true" || dj.Driver != "ctnet" {
+		t.Errorf("docker's network: %+v", dj)
+	}
+
+	e.docker("run", "-d", "--name", "c1", "--network", "web", image, "sleep", "600")
+	e.docker("run", "-d", "--name", "c2", "--network", "web", image, "sleep", "600")
+	e.sameEndpoints("web")
+	ep := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.web.EndpointID}}", "c1")
+	ip1 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.web.IPAddress}}", "c1")
+	ip2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.web.IPAddress}}", "c2")
+	if !strings.HasPrefix(ip1, "10.80.0.") || ip1 == ip2 {
+		t.Fatalf("addresses %s and %s", ip1, ip2)
+	}
+	// ctnet's bridge and veth names, its MTU (the uplink's), inside and out.
+	brctl := s.Host.MustRun("brctl", "show", "br-"+id[:12])
+	if !strings.Contains(brctl, "veth"+ep[:7]) {
+		t.Errorf("brctl show: no veth%s:\n%s", ep[:7], brctl)
+	}
+	if mtu := e.docker("exec", "c1", "cat", "/sys/class/net/eth0/mtu"); mtu != fmt.Sprint(sandbox.UplinkMTU) {
+		t.Errorf("eth0 MTU %s, want the uplink's %d", mtu, sandbox.UplinkMTU)
+	}
+	if mac := e.docker("exec", "c1", "cat", "/sys/class/net/eth0/address"); mac != "02:42:0a:50:00:02" && !strings.HasPrefix(mac, "02:42:0a:50:00:") {
+		t.Errorf("eth0 MAC %s: not derived from its address", mac)
+	}
+
+	// Packets: each other by address and by name (Docker's embedded DNS),
+	// the outside, masqueraded to the host's address.
+	for _, to := range []string{ip2, "c2", sandbox.UpstreamAddr} {
+		if err := e.ping("c1", to); err != nil {
+			t.Error(err)
+		}
+	}
+	pid := e.docker("inspect", "-f", "{{.State.Pid}}", "c1")
+	srv := s.Upstream.Command("socat", "-T5", "TCP-LISTEN:7777,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	for i := 0; i < 50 && seen == ""; i++ {
+		o, _ := s.Host.Run("nsenter", "-t", pid, "-n", "--", "socat", "-T2", "-", "TCP:"+sandbox.UpstreamAddr+":7777,connect-timeout=1")
+		seen = strings.TrimSpace(o)
+	}
+	srv.Process.Kill()
+	srv.Wait()
+	if seen != sandbox.HostAddr {
+		t.Errorf("the upstream saw %q, want the host's address %s (masquerade)", seen, sandbox.HostAddr)
+	}
+
+	// connect/disconnect on a running container: eth1 from ctnet, gone after.
+	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.81.0.0/24", "db")
+	e.waitRenamed("db")
+	e.docker("run", "-d", "--name", "c3", "--network", "db", image, "sleep", "600")
+	e.docker("network", "connect", "db", "c1")
+	e.sameEndpoints("db")
+	ip3 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.db.IPAddress}}", "c3")
+	if out := e.docker("exec", "c1", "ip", "-4", "addr", "show", "eth1"); !strings.Contains(out, "10.81.0.") {
+		t.Errorf("c1 eth1 after connect: %s", out)
+	}
+	if err := e.ping("c1", ip3); err != nil {
+		t.Error(err)
+	}
+	if err := e.ping("c3", ip2); err == nil {
+		t.Errorf("c3 on db reaches c2 on web: networks are not isolated")
+	}
+	e.docker("network", "disconnect", "db", "c1")
+	if out, _, _ := e.d.Docker("exec", "c1", "ip", "link", "show", "eth1"); strings.Contains(out, "eth1") {
+		t.Errorf("eth1 still in c1 after disconnect: %s", out)
+	}
+	e.sameEndpoints("db")
+	if err := e.ping("c1", ip2); err != nil {
+		t.Error(err)
+	}
+
+	// Removing containers and networks leaves nothing of them in ctnet.
+	e.docker("rm", "-f", "c1", "c2", "c3")
+	e.docker("network", "rm", "web", "db")
+	if ls := s.MustCtnet("network", "ls"); strings.Contains(ls, "web") || strings.Contains(ls, "db") {
+		t.Errorf("ctnet network ls after docker network rm:\n%s", ls)
+	}
+	if links := s.Host.MustRun("ip", "-o", "link"); strings.Contains(links, "br-"+id[:12]) || strings.Contains(links, "veth"+ep[:7]) || strings.Contains(links, "ctnp") {
+		t.Errorf("links left:\n%s", links)
+	}
+	if out := s.MustCtnet("system", "reconcile"); out != "" {
+		t.Errorf("reconcile found something to repair:\n%s", out)
+	}
+}
