@@ -285,3 +285,202 @@ func TestDockerNetwork(t *testing.T) {
 		t.Errorf("reconcile found something to repair:\n%s", out)
 	}
 }
+
+// httpGet asks addr:port for / from ns and returns what came back.
+func httpGet(ns *sandbox.NS, addr, port string) string {
+	cmd := ns.Command("socat", "-T3", "-", "TCP:"+addr+":"+port+",connect-timeout=2")
+	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
+
+// webServer runs a container answering HTTP with word.
+func (e *dockerEnv) webServer(name, word string, args ...string) {
+	e.t.Helper()
+	run := append([]string{"run", "-d", "--name", name}, args...)
+	run = append(run, image, "sh", "-c", "mkdir -p /www && echo "+word+" > /www/index.html && exec httpd -f -p 80 -h /www")
+	e.docker(run...)
+	waitFor(e.t, func() bool {
+		o, _, _ := e.d.Docker("exec", name, "wget", "-q", "-O-", "http://127.0.0.1/")
+		return strings.Contains(o, word)
+	}, name+" to serve")
+}
+
+// nftRules counts the rules of ctnet's table.
+func nftRules(t *testing.T, s *sandbox.Sandbox) int {
+	t.Helper()
+	return strings.Count(s.Host.MustRun("nft", "-j", "list", "table", "inet", "ctnet"), `"rule"`)
+}
+
+// sandboxProcs counts processes named comm in the sandbox's network namespace.
+func sandboxProcs(s *sandbox.Sandbox, comm string) int {
+	self, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", s.Host.PID))
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, ent := range ents {
+		c, err := os.ReadFile("/proc/" + ent.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		if l, _ := os.Readlink("/proc/" + ent.Name() + "/ns/net"); l == self {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDockerPublishedPorts(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	s := e.s
+	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.82.0.0/24", "pub")
+	before := nftRules(t, s)
+	e.webServer("web", "hello", "--network", "pub", "-p", "8080:80", "-p", "127.0.0.1:8081:80", "-p", "8085-8086:80")
+	// Docker's own bridge and its iptables rules, side by side.
+	e.webServer("dweb", "docker", "-p", "9090:80")
+
+	h := sandbox.HostAddr
+	for _, r := range []struct {
+		from       *sandbox.NS
+		addr, port string
+		want       string
+	}{
+		{s.Upstream, h, "8080", "hello"},
+		{s.Host, h, "8080", "hello"},
+		{s.Host, "127.0.0.1", "8080", "hello"},
+		{s.Host, "127.0.0.1", "8081", "hello"},
+		{s.Upstream, h, "8085", "hello"}, // the first of the range
+		{s.Upstream, h, "9090", "docker"},
+	} {
+		if got := httpGet(r.from, r.addr, r.port); !strings.Contains(got, r.want) {
+			t.Errorf("%s:%s from ns %d: got %q, want %s", r.addr, r.port, r.from.PID, got, r.want)
+		}
+	}
+	if got := httpGet(s.Upstream, h, "8081"); strings.Contains(got, "hello") {
+		t.Errorf("a port on 127.0.0.1 answers other hosts: %q", got)
+	}
+	if n := nftRules(t, s); n != before {
+		t.Errorf("publishing added rules to ctnet's table: %d before, %d after", before, n)
+	}
+	if table := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); !strings.Contains(table, "8080") || !strings.Contains(table, "8081") {
+		t.Errorf("ctnet's maps lack the ports:\n%s", table)
+	}
+	if n := sandboxProcs(s, "docker-proxy"); n != 0 {
+		t.Errorf("%d docker-proxy processes run", n)
+	}
+	// A conflict with another container's port is refused in one line and
+	// leaves no endpoint.
+	msg := e.fails("run", "-d", "--name", "web2", "--network", "pub", "-p", "8080:80", image, "sleep", "600")
+	if !strings.Contains(msg, "ctnet: ") || !strings.Contains(msg, "8080") {
+		t.Errorf("conflict: %s", msg)
+	}
+	e.sameEndpoints("pub")
+
+	e.docker("rm", "-f", "web")
+	if got := httpGet(s.Upstream, h, "8080"); strings.Contains(got, "hello") {
+		t.Errorf("port 8080 still answers after rm: %q", got)
+	}
+	if table := s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); strings.Contains(table, "8080") {
+		t.Errorf("ctnet's maps keep port 8080 after rm:\n%s", table)
+	}
+	if got := httpGet(s.Upstream, h, "9090"); !strings.Contains(got, "docker") {
+		t.Errorf("Docker's own published port stopped answering: %q", got)
+	}
+}
+
+func TestDockerIPAM(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	e.docker("network", "create", "-d", "ctnet", "--ipam-driver", "ctnet", "auto")
+	e.waitRenamed("auto")
+	dj, cj := e.inspectNet("auto"), e.ctnetInspect("auto")
+	if dj.IPAM.Driver != "ctnet" || len(dj.IPAM.Config) != 1 || len(cj.IPAM.Config) != 1 || dj.IPAM.Config[0].Subnet != cj.IPAM.Config[0].Subnet {
+		t.Fatalf("docker's IPAM %+v, ctnet's %+v", dj.IPAM, cj.IPAM)
+	}
+	e.docker("run", "-d", "--name", "a1", "--network", "auto", image, "sleep", "600")
+	e.docker("run", "-d", "--name", "a2", "--network", "auto", image, "sleep", "600")
+	e.sameEndpoints("auto")
+	ip2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.auto.IPAddress}}", "a2")
+	if err := e.ping("a1", ip2); err != nil {
+		t.Error(err)
+	}
+
+	e.docker("network", "create", "-d", "ctnet", "--ipam-driver", "ctnet", "--subnet", "10.90.0.0/24",
+		"--ip-range", "10.90.0.128/25", "--gateway", "10.90.0.254", "ranged")
+	e.waitRenamed("ranged")
+	e.docker("run", "-d", "--name", "r1", "--network", "ranged", image, "sleep", "600")
+	e.docker("run", "-d", "--name", "r2", "--network", "ranged", "--ip", "10.90.0.20", image, "sleep", "600")
+	ip := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.ranged.IPAddress}}", "r1")
+	if ip != "10.90.0.128" && !strings.HasPrefix(ip, "10.90.0.1") && !strings.HasPrefix(ip, "10.90.0.2") {
+		t.Errorf("r1 got %s, outside --ip-range 10.90.0.128/25", ip)
+	}
+	if gw := e.docker("exec", "r1", "ip", "route", "show", "default"); !strings.Contains(gw, "10.90.0.254") {
+		t.Errorf("r1's default route: %s", gw)
+	}
+	if err := e.ping("r1", "10.90.0.20"); err != nil {
+		t.Error(err)
+	}
+	if err := e.ping("r1", sandbox.UpstreamAddr); err != nil {
+		t.Error(err)
+	}
+	msg := e.fails("run", "-d", "--name", "r3", "--network", "ranged", "--ip", "10.90.0.20", image, "sleep", "600")
+	if !strings.Contains(msg, "ctnet: ") || !strings.Contains(msg, "10.90.0.20") {
+		t.Errorf("a taken --ip: %s", msg)
+	}
+	msg = e.fails("network", "create", "-d", "ctnet", "--ipam-driver", "ctnet", "--subnet", "10.90.0.0/16", "over")
+	if !strings.Contains(msg, "overlaps") {
+		t.Errorf("an overlapping pool: %s", msg)
+	}
+	e.sameEndpoints("ranged")
+
+	// Removing the network gives the pool back.
+	e.docker("rm", "-f", "r1", "r2", "r3")
+	e.docker("network", "rm", "ranged")
+	e.docker("network", "create", "-d", "ctnet", "--ipam-driver", "ctnet", "--subnet", "10.90.0.0/16", "again")
+	// Docker's own bridge driver takes ctnet's pools too.
+	e.docker("network", "create", "--ipam-driver", "ctnet", "--subnet", "10.91.0.0/24", "dbr")
+	e.docker("run", "-d", "--name", "b1", "--network", "dbr", image, "sleep", "600")
+	e.docker("run", "-d", "--name", "b2", "--network", "dbr", image, "sleep", "600")
+	b1 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.dbr.IPAddress}}", "b1")
+	b2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.dbr.IPAddress}}", "b2")
+	if b1 == b2 || !strings.HasPrefix(b1, "10.91.0.") {
+		t.Errorf("bridge driver with ctnet's IPAM: %s and %s", b1, b2)
+	}
+}
+
+func TestDockerBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	s := e.s
+	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.83.0.0/24", "ok")
+	e.waitRenamed("ok")
+	s.MustCtnet("network", "create", "--subnet", "10.84.0.0/24", "mine") // unknown to Docker's IPAM
+	before := s.MustCtnet("network", "ls") + e.docker("network", "ls", "-q") + s.Host.MustRun("ip", "-o", "link")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "-d", "ctnet", "-o", "bogus=1", "x1"}, `unknown option "bogus"`},
+		{[]string{"network", "create", "-d", "ctnet", "-o", "ctnet.driver=nope", "x2"}, `unknown driver "nope"`},
+		{[]string{"network", "create", "-d", "ctnet", "-o", "com.docker.network.driver.mtu=9", "x3"}, "com.docker.network.driver.mtu"},
+		{[]string{"network", "create", "-d", "ctnet", "-o", "com.docker.network.bridge.name=" + strings.Repeat("b", 16), "x4"}, "bridge name"},
+		{[]string{"network", "create", "-d", "ctnet", "--subnet", "10.84.0.0/25", "x5"}, `overlaps network "mine"`},
+		{[]string{"network", "create", "-d", "ctnet", "--subnet", "203.0.113.0/25", "x6"}, "overlaps"},
+		{[]string{"network", "create", "-d", "ctnet", "--ipam-driver", "ctnet", "--ipam-opt", "a=b", "x7"}, "unknown IPAM option"},
+		{[]string{"network", "create", "-d", "ctnet", "--ipv6", "--ipam-driver", "ctnet", "x8"}, "--subnet"},
+		{[]string{"run", "--rm", "--network", "ok", "-p", "[::1]:99:80/sctp", image, "true"}, "only tcp and udp"},
+	} {
+		msg := e.fails(c.args...)
+		if !strings.Contains(msg, "ctnet: ") || !strings.Contains(msg, c.want) {
+			t.Errorf("docker %s:\n%s\nwant one line with ctnet: … %s", strings.Join(c.args, " "), msg, c.want)
+			continue
+		}
+		if line := msg[strings.Index(msg, "ctnet: "):]; strings.Contains(line, "\n") && !strings.HasPrefix(strings.SplitN(line, "\n", 2)[1], "See '") {
+			t.Errorf("docker %s: more than one line: %q", strings.Join(c.args, " "), line)
+		}
+	}
+	after := s.MustCtnet("network", "ls") + e.docker("network", "ls", "-q") + s.Host.MustRun("ip", "-o", "link")
+	if d := diffLines(before, after); d != "" {
+		t.Errorf("failed commands changed things:\n%s", d)
+	}
+}
