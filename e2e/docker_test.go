@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ctnet/ctnet/internal/dockerdriver"
 	"github.com/ctnet/ctnet/internal/dockertest"
@@ -483,4 +484,164 @@ func TestDockerBadInputChangesNothing(t *testing.T) {
 	if d := diffLines(before, after); d != "" {
 		t.Errorf("failed commands changed things:\n%s", d)
 	}
+}
+
+// leftovers says what of ctnet's is in the kernel but in no endpoint: veths
+// and inner ends on the host, and what reconcile would repair.
+func (e *dockerEnv) leftovers() string {
+	e.t.Helper()
+	var out []string
+	if r := e.s.MustCtnet("system", "reconcile"); r != "" {
+		out = append(out, "reconcile: "+r)
+	}
+	if links := e.s.Host.MustRun("ip", "-o", "link"); strings.Contains(links, "ctnp") {
+		out = append(out, "inner ends left on the host:\n"+links)
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestDockerPluginKilled(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.85.0.0/24", "-o", "ctnet.driver=bridge", "k")
+	e.waitRenamed("k")
+	e.docker("run", "-d", "--name", "k1", "--network", "k", "-p", "8088:80", image, "sleep", "600")
+	e.stopPlugin(syscall.SIGKILL)
+	// Without the plugin, the container keeps its network.
+	if err := e.ping("k1", sandbox.UpstreamAddr); err != nil {
+		t.Error(err)
+	}
+	e.startPlugin()
+	e.docker("run", "-d", "--name", "k2", "--network", "k", image, "sleep", "600")
+	ip2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.k.IPAddress}}", "k2")
+	if err := e.ping("k1", ip2); err != nil {
+		t.Error(err)
+	}
+	e.sameEndpoints("k")
+	e.docker("rm", "-f", "k1")
+	e.sameEndpoints("k")
+	if table := e.s.Host.MustRun("nft", "list", "table", "inet", "ctnet"); strings.Contains(table, "8088") {
+		t.Errorf("k1's port outlived it:\n%s", table)
+	}
+	// Killed again, and dockerd's next calls succeed once it is back.
+	e.stopPlugin(syscall.SIGKILL)
+	e.startPlugin()
+	e.docker("network", "connect", "bridge", "k2")
+	e.docker("network", "disconnect", "k", "k2")
+	e.docker("network", "connect", "k", "k2")
+	e.sameEndpoints("k")
+	e.docker("rm", "-f", "k2")
+	e.docker("network", "rm", "k")
+	if l := e.leftovers(); l != "" {
+		t.Error(l)
+	}
+}
+
+func TestDockerdRestart(t *testing.T) {
+	t.Parallel()
+	for _, live := range []bool{true, false} {
+		t.Run(fmt.Sprintf("live-restore=%v", live), func(t *testing.T) {
+			t.Parallel()
+			var flags []string
+			if live {
+				flags = append(flags, "--live-restore")
+			}
+			e := newDockerEnv(t, flags...)
+			e.docker("network", "create", "-d", "ctnet", "--subnet", "10.87.0.0/24", "r")
+			e.waitRenamed("r")
+			e.docker("run", "-d", "--name", "r1", "--restart", "always", "--network", "r", image, "sleep", "600")
+			e.docker("run", "-d", "--name", "r2", "--restart", "always", "--network", "r", image, "sleep", "600")
+			ep := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.r.EndpointID}}", "r1")
+			for _, how := range []string{"stop", "kill"} {
+				if how == "stop" {
+					e.d.Stop()
+				} else {
+					e.d.Kill()
+				}
+				e.d.Start()
+				for i := 0; ; i++ {
+					o, _, _ := e.d.Docker("inspect", "-f", "{{.State.Running}}", "r1", "r2")
+					if o == "true\ntrue\n" {
+						break
+					}
+					if i == 300 {
+						ps, _, _ := e.d.Docker("ps", "-a")
+						t.Fatalf("after dockerd %s, r1 and r2 do not run again:\n%s\nplugin log:\n%s\ndockerd log:\n%s", how, ps, e.pluginLog(), tailFile(e.d.Log, 3000))
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				now := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.r.EndpointID}}", "r1")
+				if live && now != ep {
+					t.Errorf("after dockerd %s with live containers: endpoint %s, was %s", how, now, ep)
+				}
+				ep = now
+				e.sameEndpoints("r")
+				ip2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.r.IPAddress}}", "r2")
+				for _, to := range []string{ip2, sandbox.UpstreamAddr} {
+					if err := e.ping("r1", to); err != nil {
+						t.Errorf("after dockerd %s: %v", how, err)
+					}
+				}
+				e.docker("run", "--rm", "--network", "r", image, "ping", "-c1", "-W2", ip2)
+			}
+			e.docker("rm", "-f", "r1", "r2")
+			e.docker("network", "rm", "r")
+			if l := e.leftovers(); l != "" {
+				t.Error(l)
+			}
+		})
+	}
+}
+
+func TestDockerConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	e := newDockerEnv(t)
+	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.86.0.0/24", "many")
+	const n = 30
+	errs := make([]string, n)
+	atOnce(n, func(i int) {
+		if o, stderr, err := e.d.Docker("run", "-d", "--name", fmt.Sprintf("m%d", i), "--network", "many", image, "sleep", "600"); err != nil {
+			errs[i] = fmt.Sprintf("m%d: %v: %s %s", i, err, o, stderr)
+		}
+	})
+	for _, msg := range errs {
+		if msg != "" {
+			t.Error(msg)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("plugin log:\n%s", e.pluginLog())
+	}
+	seen := map[string]string{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("m%d", i)
+		ip := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.many.IPAddress}}", name)
+		if other, dup := seen[ip]; dup || ip == "" {
+			t.Errorf("%s and %s both have %q", name, other, ip)
+		}
+		seen[ip] = name
+	}
+	e.sameEndpoints("many")
+	for ip, name := range seen {
+		if err := e.ping("m0", ip); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	var names []string
+	for i := 0; i < n; i++ {
+		names = append(names, fmt.Sprintf("m%d", i))
+	}
+	e.docker(append([]string{"rm", "-f"}, names...)...)
+	e.docker("network", "rm", "many")
+	if l := e.leftovers(); l != "" {
+		t.Error(l)
+	}
+}
+
+func tailFile(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }

@@ -69,6 +69,7 @@ type Service interface {
 	RemoveNetworks(ctx context.Context, refs ...string) ([]string, error)
 	Network(ctx context.Context, ref string) (*network.NetworkInfo, error)
 	Networks(ctx context.Context) ([]network.NetworkInfo, error)
+	NetworkEndpoints(ref string) ([]network.Attachment, error)
 	RenameNetwork(ctx context.Context, ref, name string) error
 	CreateEndpoint(ctx context.Context, spec network.EndpointSpec) (*network.Attachment, error)
 	Endpoint(owner network.Owner, network string) (*network.Attachment, error)
@@ -327,10 +328,26 @@ func stripLen(s string) string {
 }
 
 func (p *Plugin) deleteNetwork(ctx context.Context, r *dnet.DeleteNetworkRequest) (any, error) {
-	if _, err := p.svc.Network(ctx, r.NetworkID); network.IsNotFound(err) {
+	eps, err := p.svc.NetworkEndpoints(r.NetworkID)
+	if network.IsNotFound(err) {
 		return nil, nil
 	}
-	_, err := p.svc.RemoveNetworks(ctx, r.NetworkID)
+	if err != nil {
+		return nil, err
+	}
+	// dockerd removes a network once none of its endpoints is left; any
+	// Docker endpoint ctnet still has is one dockerd forgot (at a start
+	// without live-restore it drops the endpoints of dead containers
+	// without asking a driver that is not loaded yet).
+	for _, a := range eps {
+		if a.Owner.Kind == network.OwnerDocker {
+			if err := p.svc.DeleteEndpoint(ctx, a.Owner, r.NetworkID); err != nil {
+				return nil, err
+			}
+			p.logf("removed endpoint %s on network %q: dockerd forgot it", network.ShortID(a.ID), a.Network)
+		}
+	}
+	_, err = p.svc.RemoveNetworks(ctx, r.NetworkID)
 	if network.IsNotFound(err) {
 		err = nil
 	}

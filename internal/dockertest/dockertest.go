@@ -37,6 +37,9 @@ type Daemon struct {
 	// CgroupParent is where the containers' cgroups go ("" = Docker's
 	// /docker).
 	CgroupParent string
+	// Containerd is the socket of a containerd of its own, as Debian's
+	// docker.service has it ("" = dockerd starts and stops one itself).
+	Containerd string
 	Flags        []string // more dockerd flags
 }
 
@@ -64,6 +67,9 @@ func (d Daemon) Argv() []string {
 		"--log-level", "warn"}
 	if d.CgroupParent != "" {
 		argv = append(argv, "--cgroup-parent", d.CgroupParent)
+	}
+	if d.Containerd != "" {
+		argv = append(argv, "--containerd", d.Containerd)
 	}
 	return append(argv, d.Flags...)
 }
@@ -99,14 +105,27 @@ func Installed() error {
 	return nil
 }
 
-// Dockerd is a dockerd running in a test's sandbox.
+// Dockerd is a dockerd running in a test's sandbox, with a containerd of its
+// own that outlives its restarts (as Debian runs them: containerd.service and
+// docker.service).
 type Dockerd struct {
 	Daemon
-	Log string // its output
-	t   testing.TB
-	s   *sandbox.Sandbox
-	cmd *exec.Cmd
+	Log  string // its output (and containerd's)
+	t    testing.TB
+	s    *sandbox.Sandbox
+	cmd  *exec.Cmd
+	ctrd *exec.Cmd
 }
+
+// containerdConfig keeps containerd off the machine's config, state and
+// plugins it does not need.
+const containerdConfig = `version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+`
 
 var seq atomic.Int64
 
@@ -139,6 +158,7 @@ func New(t testing.TB, s *sandbox.Sandbox, flags ...string) *Dockerd {
 			Data:         filepath.Join(s.Dir, fmt.Sprintf("docker%d", n)),
 			Run:          fmt.Sprintf("/run/dockertest%d", n),
 			CgroupParent: fmt.Sprintf("/ctnet-dockertest-%d-%d", os.Getpid(), n),
+			Containerd:   fmt.Sprintf("/run/dockertest%d/containerd/containerd.sock", n),
 			Flags:        flags,
 		},
 		Log: filepath.Join(s.Dir, fmt.Sprintf("dockerd%d.log", n)),
@@ -150,9 +170,43 @@ func New(t testing.TB, s *sandbox.Sandbox, flags ...string) *Dockerd {
 	t.Cleanup(func() {
 		d.removeContainers()
 		d.Stop()
+		if d.ctrd != nil {
+			d.ctrd.Process.Signal(syscall.SIGTERM)
+			d.ctrd.Wait()
+		}
 		d.removeCgroups()
 	})
+	d.startContainerd()
 	return d
+}
+
+func (d *Dockerd) startContainerd() {
+	d.t.Helper()
+	cfg := filepath.Join(d.Data, "containerd.toml")
+	body := fmt.Sprintf(containerdConfig, filepath.Join(d.Data, "containerd"), filepath.Join(d.Run, "containerd", "state"), d.Containerd)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+	log, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := d.s.Host.Command("containerd", "--config", cfg, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start containerd: %v", err)
+	}
+	d.ctrd = cmd
+	for i := 0; ; i++ {
+		if _, err := d.s.Host.Run("test", "-S", d.Containerd); err == nil {
+			return
+		}
+		if i == 600 {
+			d.t.Fatalf("containerd did not serve %s in 60 s:\n%s", d.Containerd, d.tail(2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Start runs the daemon (again, after Stop or Kill) and waits until it
@@ -206,8 +260,26 @@ func (d *Dockerd) MustDocker(args ...string) string {
 }
 
 // Stop ends the daemon as its service manager does: SIGTERM, then SIGKILL
-// after 30 s.
-func (d *Dockerd) Stop() { d.signal(syscall.SIGTERM, 30*time.Second) }
+// after 30 s; it returns once the containerd it manages is gone too (a
+// dockerd started while the old containerd still exits would adopt it).
+func (d *Dockerd) Stop() {
+	pid := d.containerd()
+	d.signal(syscall.SIGTERM, 30*time.Second)
+	for i := 0; pid > 0 && i < 300 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// containerd is the pid of the containerd the daemon manages, 0 if none.
+func (d *Dockerd) containerd() int {
+	out, err := d.s.Host.Run("cat", filepath.Join(d.Run, "exec", "containerd", "containerd.pid"))
+	if err != nil {
+		return 0
+	}
+	var pid int
+	fmt.Sscan(out, &pid)
+	return pid
+}
 
 // Kill ends the daemon with SIGKILL.
 func (d *Dockerd) Kill() { d.signal(syscall.SIGKILL, 30*time.Second) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/ctnet/ctnet/internal/driver"
@@ -50,13 +51,13 @@ func (s *Service) CreateEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 	var a *Attachment
 	err := s.change(ctx, func() error {
 		var err error
-		a, err = s.createEndpoint(spec)
+		a, err = s.createEndpoint(ctx, spec)
 		return err
 	})
 	return a, err
 }
 
-func (s *Service) createEndpoint(spec EndpointSpec) (*Attachment, error) {
+func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attachment, error) {
 	n, d, err := s.networkDriver(spec.Network)
 	if err != nil {
 		return nil, err
@@ -97,6 +98,9 @@ func (s *Service) createEndpoint(spec EndpointSpec) (*Attachment, error) {
 	}
 	if a.Name == "" {
 		a.Name = "endpoint " + ShortID(a.ID)
+	}
+	if err := s.evictStale(ctx, n, spec); err != nil {
+		return nil, wrapWhat(what, err)
 	}
 	ep := driver.Endpoint{ID: a.ID}
 	if err := d.CreateEndpoint(n.driverNet(), &ep); err != nil {
@@ -466,4 +470,74 @@ func (s *Service) DeleteEndpoint(ctx context.Context, owner Owner, network strin
 			return forget(tx, a)
 		})
 	})
+}
+
+// evictStale removes the endpoints that hold addresses the caller's IPAM
+// hands out again: endpoints of the same kind of owner on the network, whose
+// address no pool of ctnet's reserved. The caller's IPAM is the truth about
+// its own endpoints, so those were dropped without a word to ctnet (dockerd,
+// started again without live-restore, forgets the endpoints of containers
+// that died with it and asks no driver that is not loaded yet).
+func (s *Service) evictStale(ctx context.Context, n *Network, spec EndpointSpec) error {
+	var stale []Attachment
+	kind := string(spec.Owner.Kind) + ":"
+	err := s.d.Store.View(func(tx store.Tx) error {
+		for _, ip := range spec.Addrs {
+			holder := string(tx.Get(store.Leases, leaseKey(n.ID, ip)))
+			if !strings.HasPrefix(holder, kind) || strings.HasPrefix(holder, spec.Owner.prefix()) {
+				continue
+			}
+			reserved := false
+			for _, sub := range n.Subnets {
+				reserved = reserved || (sub.Subnet.Contains(ip) && tx.Get(reservedBucket, reservedKey(sub.Subnet, ip)) != nil)
+			}
+			if reserved {
+				continue
+			}
+			if o, err := store.GetJSON[Attachment](tx, store.Endpoints, holder); err != nil {
+				return err
+			} else if o != nil && o.NetworkID == n.ID {
+				stale = append(stale, *o)
+			}
+		}
+		return nil
+	})
+	for _, o := range stale {
+		if err == nil {
+			err = s.leaveEndpoint(ctx, o.Owner, n.ID)
+		}
+		if err == nil {
+			err = s.d.Store.Update(func(tx store.Tx) error {
+				now, err := store.GetJSON[Attachment](tx, store.Endpoints, o.key())
+				if err != nil || now == nil {
+					return err
+				}
+				return forget(tx, now)
+			})
+		}
+		if err == nil {
+			s.log("removed endpoint %s of %s on network %q: its address %s was handed out again by its owner's IPAM", ShortID(o.ID), o.Name, n.Name, addrOf(&o))
+		}
+	}
+	return err
+}
+
+// NetworkEndpoints lists every attachment of a network, in whatever step
+// (those being made or removed, and endpoints recorded but not joined).
+func (s *Service) NetworkEndpoints(ref string) ([]Attachment, error) {
+	var out []Attachment
+	err := s.d.Store.View(func(tx store.Tx) error {
+		n, err := findNetwork(tx, ref)
+		if err != nil {
+			return err
+		}
+		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+		for _, a := range atts {
+			if a.NetworkID == n.ID {
+				out = append(out, a)
+			}
+		}
+		return err
+	})
+	return out, err
 }
