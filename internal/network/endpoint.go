@@ -83,6 +83,13 @@ func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 	}
 	static := map[bool]netip.Addr{}
 	for _, ip := range spec.Addrs {
+		if plan, ok, err := subnetFor(n, ip.Is4(), ip); err != nil {
+			return nil, wrapWhat(what, err)
+		} else if ok && plan.Prefix.Contains(ip) {
+			if err := plan.Check(ip); err != nil {
+				return nil, &errdefs.Error{Kind: errdefs.Invalid, Field: ipField(ip), Msg: fmt.Sprintf("%s: %v", what, err), Err: err}
+			}
+		}
 		if _, dup := static[ip.Is4()]; dup {
 			return nil, errdefs.Field(ipField(ip), fmt.Sprintf("%s: more than one IPv%s address given", what, map[bool]string{true: "4", false: "6"}[ip.Is4()]))
 		}
