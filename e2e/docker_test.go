@@ -104,13 +104,6 @@ func (e *dockerEnv) fails(args ...string) string {
 	return strings.TrimSpace(stderr)
 }
 
-// exec runs a command of the host's (socat, ip) inside a container's network
-// namespace.
-func (e *dockerEnv) exec(ctr string, argv ...string) (string, error) {
-	pid := e.docker("inspect", "-f", "{{.State.Pid}}", ctr)
-	return e.s.Host.Run("nsenter", append([]string{"-t", pid, "-n", "--"}, argv...)...)
-}
-
 // ping pings addr from a container, a few times at most (the first packet
 // may wait for ARP).
 func (e *dockerEnv) ping(ctr, addr string) error {

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -185,7 +186,7 @@ type ipamCapabilities struct {
 func handle[T any](mux *http.ServeMux, path string, f func(context.Context, *T) (any, error)) {
 	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		req := new(T)
-		if err := json.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, errEOF) && err.Error() != "EOF" {
+		if err := json.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, io.EOF) { // some calls have no body
 			reply(w, nil, errdefs.New(errdefs.Invalid, fmt.Sprintf("%s: bad request: %v", path, err)))
 			return
 		}
@@ -195,8 +196,6 @@ func handle[T any](mux *http.ServeMux, path string, f func(context.Context, *T) 
 		reply(w, res, err)
 	})
 }
-
-var errEOF = errors.New("EOF")
 
 func reply(w http.ResponseWriter, res any, err error) {
 	if err != nil {

@@ -125,11 +125,11 @@ func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 		if err != nil {
 			return err
 		}
-		for _, o := range mine {
-			if o.NetworkID != now.ID {
+		if len(mine) > 0 { // recorded before: the caller asks again
+			if o := mine[0]; o.NetworkID != now.ID {
 				return &errdefs.Error{Kind: errdefs.Conflict, Field: "endpoint", Msg: fmt.Sprintf("%s: the endpoint is already on network %q", what, o.Network)}
 			}
-			out = &o
+			out = &mine[0]
 			return nil
 		}
 		b := *a
