@@ -138,8 +138,10 @@ func (e *dockerEnv) inspectNet(name string) dockerNetJSON {
 type ctnetNetJSON struct {
 	Name, Id, Driver string
 	Options          map[string]string
-	IPAM             struct{ Config []struct{ Subnet, Gateway string } }
-	Containers       map[string]struct{ Name, EndpointID, MacAddress, IPv4Address, IPv6Address string }
+	IPAM             struct {
+		Config []struct{ Subnet, Gateway string }
+	}
+	Containers map[string]struct{ Name, EndpointID, MacAddress, IPv4Address, IPv6Address string }
 }
 
 func (e *dockerEnv) ctnetInspect(name string) ctnetNetJSON {

@@ -40,7 +40,7 @@ type Daemon struct {
 	// Containerd is the socket of a containerd of its own, as Debian's
 	// docker.service has it ("" = dockerd starts and stops one itself).
 	Containerd string
-	Flags        []string // more dockerd flags
+	Flags      []string // more dockerd flags
 }
 
 func (d Daemon) Socket() string { return filepath.Join(d.Run, "docker.sock") }
