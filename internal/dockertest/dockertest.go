@@ -260,26 +260,8 @@ func (d *Dockerd) MustDocker(args ...string) string {
 }
 
 // Stop ends the daemon as its service manager does: SIGTERM, then SIGKILL
-// after 30 s; it returns once the containerd it manages is gone too (a
-// dockerd started while the old containerd still exits would adopt it).
-func (d *Dockerd) Stop() {
-	pid := d.containerd()
-	d.signal(syscall.SIGTERM, 30*time.Second)
-	for i := 0; pid > 0 && i < 300 && syscall.Kill(pid, 0) == nil; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// containerd is the pid of the containerd the daemon manages, 0 if none.
-func (d *Dockerd) containerd() int {
-	out, err := d.s.Host.Run("cat", filepath.Join(d.Run, "exec", "containerd", "containerd.pid"))
-	if err != nil {
-		return 0
-	}
-	var pid int
-	fmt.Sscan(out, &pid)
-	return pid
-}
+// after 30 s. Its containerd keeps running.
+func (d *Dockerd) Stop() { d.signal(syscall.SIGTERM, 30*time.Second) }
 
 // Kill ends the daemon with SIGKILL.
 func (d *Dockerd) Kill() { d.signal(syscall.SIGKILL, 30*time.Second) }
