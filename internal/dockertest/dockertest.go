@@ -303,14 +303,38 @@ func (d *Dockerd) removeContainers() {
 	}
 }
 
-// removeCgroups removes the containers' cgroup parent in every hierarchy
-// (empty once the containers are gone).
+// removeCgroups removes the containers' cgroup parent in every hierarchy,
+// after killing what is left in it (containers of a daemon killed with
+// SIGKILL, whose shims are gone): all of it is this test's.
 func (d *Dockerd) removeCgroups() {
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", d.CgroupParent))
 	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", d.CgroupParent))
-	for _, dir := range dirs {
-		removeTree(dir)
+	for try := 0; try < 100; try++ {
+		left := 0
+		for _, dir := range dirs {
+			filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+				if err == nil && !e.IsDir() && (e.Name() == "tasks" || e.Name() == "cgroup.procs") {
+					b, _ := os.ReadFile(p)
+					for _, f := range strings.Fields(string(b)) {
+						var pid int
+						if fmt.Sscan(f, &pid); pid > 0 {
+							syscall.Kill(pid, syscall.SIGKILL)
+						}
+					}
+				}
+				return nil
+			})
+			removeTree(dir)
+			if _, err := os.Stat(dir); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	d.t.Logf("dockertest: cgroup %s is still there", d.CgroupParent)
 }
 
 func removeTree(dir string) {
