@@ -47,13 +47,15 @@ func (d Daemon) Socket() string { return filepath.Join(d.Run, "docker.sock") }
 func (d Daemon) Host() string   { return "unix://" + d.Socket() }
 func (d Daemon) config() string { return filepath.Join(d.Data, "daemon.json") }
 
-// Prepare makes the data root and an empty config file (so no
-// /etc/docker/daemon.json of the machine applies).
+// Prepare makes the data root and a config file of its own (so no
+// /etc/docker/daemon.json of the machine applies), which also keeps the
+// daemon's identity key off the machine's /etc/docker/key.json.
 func (d Daemon) Prepare() error {
 	if err := os.MkdirAll(d.Data, 0o700); err != nil {
 		return fmt.Errorf("dockerd data root: %w", err)
 	}
-	return os.WriteFile(d.config(), []byte("{}\n"), 0o600)
+	cfg := fmt.Sprintf("{\"deprecated-key-path\": %q}\n", filepath.Join(d.Data, "key.json"))
+	return os.WriteFile(d.config(), []byte(cfg), 0o600)
 }
 
 // Argv is dockerd's command line.
