@@ -243,6 +243,26 @@ func TestDockerNetwork(t *testing.T) {
 		t.Errorf("the upstream saw %q, want the host's address %s (masquerade)", seen, sandbox.HostAddr)
 	}
 
+	// ctnet's reconcile leaves Docker's live endpoints alone (ctnet knows
+	// no namespace of theirs), and says so when one's veth is gone.
+	if out := s.MustCtnet("system", "reconcile"); out != "" {
+		t.Errorf("reconcile with Docker's containers running:\n%s", out)
+	}
+	if err := e.ping("c1", ip2); err != nil {
+		t.Error(err)
+	}
+	ep2 := e.docker("inspect", "-f", "{{.NetworkSettings.Networks.web.EndpointID}}", "c2")
+	s.Host.MustRun("ip", "link", "del", "veth"+ep2[:7])
+	if out := s.MustCtnet("system", "reconcile"); !strings.Contains(out, "veth"+ep2[:7]) || !strings.Contains(out, "restart the container") {
+		t.Errorf("reconcile after c2's veth was deleted:\n%s", out)
+	}
+	e.docker("restart", "c2")
+	ip2 = e.docker("inspect", "-f", "{{.NetworkSettings.Networks.web.IPAddress}}", "c2")
+	if err := e.ping("c1", ip2); err != nil {
+		t.Errorf("after restarting c2: %v", err)
+	}
+	e.sameEndpoints("web")
+
 	// connect/disconnect on a running container: eth1 from ctnet, gone after.
 	e.docker("network", "create", "-d", "ctnet", "--subnet", "10.81.0.0/24", "db")
 	e.waitRenamed("db")
