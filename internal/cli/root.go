@@ -180,6 +180,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.PersistentFlags().StringVar(&a.runRoot, "run-root", envOr("CTNET_RUN_ROOT", "/run/ctnet"), "directory of runtime state (endpoints, leases) [$CTNET_RUN_ROOT]")
 	root.PersistentFlags().StringVar(&a.cgroup, "cgroup", os.Getenv("CTNET_CGROUP"), "cgroup2 directory whose processes reach ports published on [::1] (default: the cgroup2 root) [$CTNET_CGROUP]")
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), a.systemCmd())
+	root.AddCommand(a.dockerPluginCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.imageCmds()...)
 	root.AddCommand(a.topologyCmd())

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -30,7 +31,10 @@ type SubnetSpec struct {
 
 // NetworkSpec is what `network create` asks for.
 type NetworkSpec struct {
-	Name     string
+	Name string
+	// ID is the network's id when its caller names it (Docker passes its
+	// own); "" makes a new one.
+	ID       string
 	Driver   string // "" = the first driver registered
 	Subnets  []SubnetSpec
 	Internal bool
@@ -47,6 +51,11 @@ const (
 	pendingAttach = "attaching"
 	pendingDetach = "detaching"
 )
+
+func validID(id string) bool {
+	_, err := hex.DecodeString(id)
+	return len(id) == 64 && err == nil
+}
 
 // NewID is a fresh 64-hex-digit id, as Docker's.
 func NewID() string {
@@ -89,7 +98,7 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	}
 	n := &Network{
 		Name:     spec.Name,
-		ID:       NewID(),
+		ID:       cmp.Or(spec.ID, NewID()),
 		Created:  time.Now().UTC(),
 		Driver:   kind,
 		Internal: spec.Internal,
@@ -100,6 +109,9 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	}
 	for k, v := range spec.Options {
 		n.Options[k] = v
+	}
+	if !validID(n.ID) {
+		return nil, errdefs.Field("id", fmt.Sprintf("%s: id %q is not 64 hexadecimal digits", what, n.ID))
 	}
 	if err := checkServiceOptions(n.Options); err != nil {
 		return nil, wrapWhat(what, err)
@@ -141,6 +153,9 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 			return err
 		}
 		for _, o := range all {
+			if o.ID == n.ID {
+				return &errdefs.Error{Kind: errdefs.Conflict, Field: "id", Msg: fmt.Sprintf("%s: id %s is already network %q's", what, ShortID(n.ID), o.Name)}
+			}
 			if o.Bridge == n.Bridge {
 				return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("%s: bridge %s is already used by network %q", what, n.Bridge, o.Name)}
 			}

@@ -2,61 +2,68 @@ package main
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ctnet/ctnet/internal/dockertest"
 )
 
 // dockerd runs in its own sandbox: its own network namespace and a private
-// mount namespace with a fresh /run, its data root on disk in the temp dir.
+// mount namespace with a fresh /run, its data root on disk in the temp dir
+// (dockertest.Daemon: the same command line the tests use).
 type dockerd struct {
-	sb   *sandbox
-	pid  int
-	sock string
-	err  error
+	sb  *sandbox
+	pid int
+	d   dockertest.Daemon
+	err error
 }
 
 func (b *bench) dockerd() (*dockerd, error) {
 	if b.dock != nil {
 		return b.dock, b.dock.err
 	}
+	b.dock = b.startDockerd("docker", nil)
+	return b.dock, b.dock.err
+}
+
+// startDockerd starts a dockerd in a new sandbox, after before (which may
+// start what dockerd must find there) and imports bn-busybox.
+func (b *bench) startDockerd(name string, before func(d *dockerd)) *dockerd {
 	d := &dockerd{}
-	b.dock = d
 	d.err = func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("%v", r)
 			}
 		}()
-		if _, err := os.Stat("/usr/sbin/dockerd"); err != nil {
-			return fmt.Errorf("dockerd not installed: %w", err)
+		if err := dockertest.Installed(); err != nil {
+			return err
 		}
-		d.sb = b.sandbox("docker", true)
-		d.sock = filepath.Join(d.sb.run, "docker.sock")
-		cfg := filepath.Join(d.sb.run, "daemon.json")
-		d.sb.exec("sh", "-c", "echo '{}' > "+cfg)
-		r := d.sb.must(request{Op: "spawn", Name: "dockerd", Argv: []string{"dockerd",
-			"--config-file", cfg,
-			"--data-root", filepath.Join(d.sb.dir, "data"),
-			"--exec-root", filepath.Join(d.sb.run, "exec"),
-			"--pidfile", filepath.Join(d.sb.run, "docker.pid"),
-			"-H", "unix://" + d.sock,
-			"--log-level", "warn"}})
+		d.sb = b.sandbox(name, true)
+		d.d = dockertest.Daemon{Data: filepath.Join(d.sb.dir, "docker"), Run: d.sb.run}
+		if err := d.d.Prepare(); err != nil {
+			return err
+		}
+		if before != nil {
+			before(d)
+		}
+		r := d.sb.must(request{Op: "spawn", Name: "dockerd", Argv: d.d.Argv()})
 		d.pid = r.Pid
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			res := d.sb.call(request{Op: "exec", Argv: []string{"docker", "-H", "unix://" + d.sock, "version"}})
-			if res.Err == "" {
-				break
+		run := func(argv ...string) (string, error) {
+			res := d.sb.call(request{Op: "exec", Argv: argv})
+			if res.Err != "" {
+				return res.Out, errors.New(res.Err)
 			}
-			if time.Now().After(deadline) {
-				log, _ := os.ReadFile(filepath.Join(d.sb.run, "dockerd.log"))
-				return fmt.Errorf("dockerd did not answer in 90 s: %s\ndockerd log (tail): %s", res.Out, tail(string(log), 1500))
-			}
-			time.Sleep(500 * time.Millisecond)
+			return res.Out, nil
+		}
+		if err := d.d.WaitReady(run, 90*time.Second); err != nil {
+			log, _ := os.ReadFile(filepath.Join(d.sb.run, "dockerd.log"))
+			return fmt.Errorf("%v\ndockerd log (tail): %s", err, tail(string(log), 1500))
 		}
 		tarPath := filepath.Join(d.sb.dir, "busybox.tar")
 		if err := busyboxTar(tarPath); err != nil {
@@ -65,7 +72,7 @@ func (b *bench) dockerd() (*dockerd, error) {
 		d.run("import", tarPath, "bn-busybox:latest")
 		return nil
 	}()
-	return d, d.err
+	return d
 }
 
 func tail(s string, n int) string {
@@ -76,7 +83,7 @@ func tail(s string, n int) string {
 }
 
 func (d *dockerd) run(args ...string) response {
-	return d.sb.must(request{Op: "exec", Argv: append([]string{"docker", "-H", "unix://" + d.sock}, args...)})
+	return d.sb.must(request{Op: "exec", Argv: d.d.Docker(args...)})
 }
 
 // busyboxTar writes a root filesystem of busybox-static alone: /bin/busybox,

@@ -40,7 +40,7 @@ func main() {
 	fs.BoolVar(&b.quick, "quick", false, "short form: fewer levels and samples")
 	levels := fs.String("levels", "", "containers already attached, comma separated (default 0,100,500,1000; quick 0,100)")
 	fs.IntVar(&b.n, "n", 0, "samples per measurement (default 15; quick 5)")
-	fs.StringVar(&b.only, "only", "", "comma separated sections to run (startup,floor-attach,create,ports,dataplane,docker,containers,memory)")
+	fs.StringVar(&b.only, "only", "", "comma separated sections to run (startup,floor-attach,create,ports,dataplane,docker,docker-plugin,containers,memory)")
 	fs.Parse(os.Args[2:])
 	if b.base == "" || b.ctnet == "" || b.floor == "" || b.hello == "" {
 		fs.Usage()
@@ -168,6 +168,7 @@ func (b *bench) runAll() int {
 	b.section("ports", "Published ports: one more port with 0, 100, 1000 already published", b.ports)
 	b.section("dataplane", "Data plane (iperf3, TCP, one stream)", b.dataPlane)
 	b.section("docker", "Docker: network overhead of a whole container", b.docker)
+	b.section("docker-plugin", "Docker with ctnet's network driver (docker network create -d ctnet) against its own bridge", b.dockerPlugin)
 	b.section("containers", "Memory with many containers running", b.containers)
 	b.section("memory", "Memory left running (attach, idle daemons)", b.memory)
 	b.flush()

@@ -186,7 +186,7 @@ func (b *bench) publishedPaths(cleanups *[]func()) (paths []dpPath, err error) {
 	d.run("run", "-d", "--name", "bniperf", "-p", "15201:5201", "-v", "/:/h:ro", "--tmpfs", "/h/tmp",
 		"bn-busybox", "/bin/busybox", "chroot", "/h", "iperf3", "-s")
 	*cleanups = append(*cleanups, func() {
-		d.sb.call(request{Op: "exec", Argv: []string{"docker", "-H", "unix://" + d.sock, "rm", "-f", "bniperf"}})
+		d.sb.call(request{Op: "exec", Argv: d.d.Docker("rm", "-f", "bniperf")})
 	})
 	ip := strings.TrimSpace(d.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bniperf").Out)
 	paths = append(paths, four("docker", d.sb, ip, "15201")...)

@@ -86,6 +86,12 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 		for _, ep := range n.Endpoints {
 			owned[ep.HostIf] = true
 			if inv.byName[ep.HostIf] == nil {
+				if ep.NetNS == "" {
+					// Made by JoinHost: its caller moved the inner end and
+					// knows where; ctnet cannot make it again.
+					logf("veth %s of %s on network %q is missing; restart the container to reconnect it", ep.HostIf, ep.Name, n.Name)
+					continue
+				}
 				if err := d.rejoin(ctx, n.Network, ep); err != nil {
 					return fmt.Errorf("endpoint %s of %s: %w", ep.HostIf, ep.Name, err)
 				}
