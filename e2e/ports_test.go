@@ -386,3 +386,26 @@ func udpAsk(ns *sandbox.NS, addr string) string {
 	}
 	return out
 }
+
+// A published host port is held while the container runs: a host service
+// that binds it later fails instead of silently losing its clients to the
+// container; with the container gone it binds.
+func TestPublishedPortsAreHeld(t *testing.T) {
+	t.Parallel()
+	s := sandbox.New(t)
+	removeContainersAtEnd(t, s)
+	withBusybox(t, s)
+	s.MustCtnet("run", "-d", "--name", "holder", "-p", "8090:80", "-p", "8090:80/udp", "-p", "127.0.0.1:8091:80", "busybox", "sleep", "600")
+	for _, a := range []string{"TCP-LISTEN:8090", "TCP-LISTEN:8090,reuseaddr", "UDP-RECV:8090", "TCP-LISTEN:8091,bind=127.0.0.1"} {
+		var out string
+		waitFor(t, func() bool {
+			out, _ = s.Host.Run("timeout", "2", "socat", a, "/dev/null")
+			return strings.Contains(out, "Address already in use")
+		}, "binding "+a+" to fail while the container holds it")
+	}
+	s.MustCtnet("rm", "-f", "holder")
+	waitFor(t, func() bool {
+		out, _ := s.Host.Run("sh", "-c", "timeout 1 socat TCP-LISTEN:8090 /dev/null; echo $?")
+		return strings.TrimSpace(out) == "124"
+	}, "port 8090 to be free after rm")
+}

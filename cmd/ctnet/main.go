@@ -17,7 +17,8 @@ import (
 
 func main() {
 	// A detached container's monitor is this binary re-executed; while its
-	// container runs it keeps the embedded resolver alive.
-	ocirt.MaybeRunMonitor(network.WatchResolver)
+	// container runs it keeps the embedded resolver alive and holds its
+	// published ports.
+	ocirt.MaybeRunMonitor(network.Watch)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -2,7 +2,6 @@ package containers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -217,10 +216,8 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	if m.cfg.OnExit != nil {
 		onExit = m.cfg.OnExit(c.ID)
 	}
-	var watch json.RawMessage
-	if c.OwnNS && c.NetworkMode != network.DefaultNetwork && c.NetworkMode != "none" {
-		watch = m.net.ResolverWatch()
-	}
+	usesDNS := c.OwnNS && c.NetworkMode != network.DefaultNetwork && c.NetworkMode != "none"
+	watch := m.net.MonitorWatch(usesDNS, c.Ports)
 	rc, err := rt.Create(ctx, ocirt.Spec{
 		ID: c.ID, Name: c.Name, Hostname: c.Hostname, Image: img, Args: c.Args, Env: spec.Env,
 		Tty: spec.Tty, Interactive: spec.Interactive, NetNSPath: c.NetNS, IPC: ipc,
@@ -249,7 +246,13 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	if spec.Detach {
 		return c, 0, nil
 	}
+	// In the foreground this process holds the ports, as a monitor would.
+	release, herr := network.HoldPorts(c.Ports)
+	if herr != nil {
+		fmt.Fprintf(spec.Stdio.Err, "warning: %s: %v\n", c.what(), herr)
+	}
 	code, err = rc.Run(ctx, spec.Stdio.In, spec.Stdio.Out, spec.Stdio.Err)
+	release()
 	err = startError(c, err)
 	if cerr := m.Exited(context.WithoutCancel(ctx), c.ID); cerr != nil && err == nil {
 		err = cerr

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ctnet/ctnet/internal/dns"
+	"github.com/ctnet/ctnet/internal/portspec"
 	"github.com/ctnet/ctnet/internal/resolvconf"
 	"github.com/ctnet/ctnet/internal/store"
 )
@@ -196,33 +197,51 @@ func startResolver(path string, c Command) error {
 	return nil
 }
 
-// resolverWatch is what a container's monitor needs to keep the resolver
-// alive: its snapshot and how to start it.
-type resolverWatch struct {
-	DNS      string
-	Resolver Command
+// monitorWatch is the work a container's monitor takes on while the
+// container runs: keeping the resolver alive (its snapshot and how to start
+// it) and holding the container's published host ports (HoldPorts).
+type monitorWatch struct {
+	DNS      string             `json:",omitempty"`
+	Resolver Command            `json:",omitzero"`
+	Hold     []portspec.Mapping `json:",omitempty"`
 }
 
-// ResolverWatch is the work a container's monitor takes on while the
-// container runs (see WatchResolver); nil without the embedded resolver.
-func (s *Service) ResolverWatch() json.RawMessage {
-	if s.d.DNS == "" {
+// MonitorWatch is what a container's monitor does while the container runs
+// (see Watch): restart the resolver if dns and it dies, hold ports.
+func (s *Service) MonitorWatch(dns bool, ports []portspec.Mapping) json.RawMessage {
+	w := monitorWatch{Hold: ports}
+	if dns && s.d.DNS != "" {
+		w.DNS, w.Resolver = s.d.DNS, s.d.Resolver
+	}
+	if w.DNS == "" && len(w.Hold) == 0 {
 		return nil
 	}
-	b, _ := json.Marshal(resolverWatch{DNS: s.d.DNS, Resolver: s.d.Resolver})
+	b, _ := json.Marshal(w)
 	return b
 }
 
-// WatchResolver starts the resolver again whenever it dies while ctx lasts
-// (a container's monitor runs it: a killed resolver is back at once, not at
-// the next reconcile).
-func WatchResolver(ctx context.Context, spec json.RawMessage) {
-	var w resolverWatch
-	if json.Unmarshal(spec, &w) != nil || w.DNS == "" {
+// Watch does a monitor's work (MonitorWatch) until ctx ends: a killed
+// resolver is back at once, not at the next reconcile, and no host process
+// can take a published port from under the container.
+func Watch(ctx context.Context, spec json.RawMessage) {
+	var w monitorWatch
+	if json.Unmarshal(spec, &w) != nil {
+		return
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "monitor: "+format+"\n", args...)
+	}
+	release, err := HoldPorts(w.Hold)
+	if err != nil {
+		logf("%v", err)
+	}
+	defer release()
+	if w.DNS == "" {
+		<-ctx.Done()
 		return
 	}
 	dns.Watch(ctx, w.DNS, func() error { return startResolver(w.DNS, w.Resolver) }, func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "monitor: embedded DNS: "+format+"\n", args...)
+		logf("embedded DNS: "+format, args...)
 	})
 }
 

@@ -79,6 +79,19 @@ func (k *fakeKernel) Listening(proto string, addr netip.Addr, port uint16) bool 
 	return k.listen[proto+"/"+strconv.Itoa(int(port))]
 }
 
+func (k *fakeKernel) TCPListeners() map[uint16]bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[uint16]bool{}
+	for k := range k.listen {
+		if p, ok := strings.CutPrefix(k, "tcp/"); ok {
+			n, _ := strconv.Atoi(p)
+			out[uint16(n)] = true
+		}
+	}
+	return out
+}
+
 func (n *fakeNS) Key() string          { return n.key }
 func (n *fakeNS) Path() string         { return n.path }
 func (n *fakeNS) Handle() *netx.Handle { return nil }

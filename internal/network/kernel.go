@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,8 @@ type Kernel interface {
 	// Listening reports whether a host process holds proto/addr:port (no
 	// address: every address).
 	Listening(proto string, addr netip.Addr, port uint16) bool
+	// TCPListeners are the TCP ports host processes listen on.
+	TCPListeners() map[uint16]bool
 }
 
 // Namespace is an open namespace an attachment goes into; it is the
@@ -173,4 +176,24 @@ func ShowBridges(w io.Writer, names ...string) error {
 		return err
 	}
 	return netx.WriteBrctl(w, bs)
+}
+
+func (k *hostKernel) TCPListeners() map[uint16]bool {
+	out := map[uint16]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st …; st 0A is LISTEN
+			fs := strings.Fields(line)
+			if len(fs) < 4 || fs[3] != "0A" {
+				continue
+			}
+			if i := strings.LastIndexByte(fs[1], ':'); i >= 0 {
+				if p, err := strconv.ParseUint(fs[1][i+1:], 16, 16); err == nil {
+					out[uint16(p)] = true
+				}
+			}
+		}
+	}
+	return out
 }

@@ -53,6 +53,9 @@ func (s *Service) reconcileLocked(ctx context.Context, tell func(string, ...any)
 	if err := s.prune(logf); err != nil {
 		return changes, err
 	}
+	if err := s.checkHeldPorts(logf); err != nil {
+		return changes, err
+	}
 	if stale, err := s.dnsStale(); err != nil {
 		return changes, err
 	} else if stale {
@@ -300,6 +303,29 @@ func networkByID(nets []Network, id string) *Network {
 	for i := range nets {
 		if nets[i].ID == id {
 			return &nets[i]
+		}
+	}
+	return nil
+}
+
+// checkHeldPorts reports host processes listening on a published TCP port:
+// their clients from outside reach the container instead. A container's
+// monitor holds its ports so none can bind; endpoints without one (CNI,
+// Docker, a namespace attached by path) are watched here.
+func (s *Service) checkHeldPorts(logf driver.Logf) error {
+	listen := s.d.Kernel.TCPListeners()
+	if len(listen) == 0 {
+		return nil
+	}
+	atts, err := s.Attachments()
+	if err != nil {
+		return err
+	}
+	for _, a := range atts {
+		for _, m := range a.Ports {
+			if m.Proto == "tcp" && listen[m.HostPort] {
+				logf("warning: a host process listens on tcp port %d, which %s publishes: connections from outside reach the container, not it; stop it or publish another port", m.HostPort, a.Describe())
+			}
 		}
 	}
 	return nil

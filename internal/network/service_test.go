@@ -352,3 +352,19 @@ func TestReconcileSkipsCorruptRecords(t *testing.T) {
 		t.Errorf("reconcile said:\n%s", got)
 	}
 }
+
+// A host process that binds a published port after the fact (one no
+// monitor holds) is reported by reconcile.
+func TestReconcileReportsListenersOnPublishedPorts(t *testing.T) {
+	ts := setup(t, false) // /ns/a publishes 8080 on "web"
+	if out, err := ts.Reconcile(ctx); err != nil || len(out) > 0 {
+		t.Fatalf("reconcile before: %v %q", err, out)
+	}
+	ts.k.mu.Lock()
+	ts.k.listen["tcp/8080"] = true
+	ts.k.mu.Unlock()
+	out, err := ts.Reconcile(ctx)
+	if err != nil || len(out) != 1 || !strings.Contains(out[0], "listens on tcp port 8080, which namespace /ns/a publishes") {
+		t.Errorf("reconcile with a listener on a published port: %v %q", err, out)
+	}
+}
