@@ -27,9 +27,10 @@ func TestTraceMatchesPackets(t *testing.T) {
 	serve(t, s, "i2", "i2", "--network", "inner")
 	// Someone upstream routes the default network's subnet via the host.
 	s.Upstream.MustRun("ip", "route", "add", "172.17.0.0/16", "via", sandbox.HostAddr)
-	// Something on the host answers on 8081 of every address: a packet that
-	// reaches the host itself says so.
-	l := s.Host.Command("socat", "TCP-LISTEN:8081,fork,reuseaddr", "SYSTEM:echo the-host")
+	// Something on the host answers on 8081 of its own address (127.0.0.1:8081
+	// is published, and so held): a packet that reaches the host itself says
+	// so.
+	l := s.Host.Command("socat", "TCP-LISTEN:8081,bind="+sandbox.HostAddr+",fork,reuseaddr", "SYSTEM:echo the-host")
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,10 @@ func holdPort(m portspec.Mapping) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(m.HostPort), Addr: ip.As4()}
-	if ip.Is6() {
+	var sa unix.Sockaddr
+	if ip.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(m.HostPort), Addr: ip.As4()}
+	} else {
 		// [::] stands for IPv6 only: the IPv4 side is a mapping of its own.
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
 			unix.Close(fd)

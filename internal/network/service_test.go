@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/ctnet/ctnet/internal/errdefs"
+	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/portspec"
 	"github.com/ctnet/ctnet/internal/store"
 )
@@ -366,5 +372,42 @@ func TestReconcileReportsListenersOnPublishedPorts(t *testing.T) {
 	out, err := ts.Reconcile(ctx)
 	if err != nil || len(out) != 1 || !strings.Contains(out[0], "listens on tcp port 8080, which namespace /ns/a publishes") {
 		t.Errorf("reconcile with a listener on a published port: %v %q", err, out)
+	}
+}
+
+func TestHoldPorts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: binds in a namespace of its own")
+	}
+	err := namespace.OnThrowawayThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+		lo, _ := netlink.LinkByName("lo")
+		netlink.LinkSetUp(lo)
+		release, err := HoldPorts(ports("8080:80", "8080:80/udp", "127.0.0.1:8081:80", "[::1]:8082:80", "[::]:8083:80", "8084:80/sctp"))
+		if err != nil {
+			return err
+		}
+		for _, a := range []string{"0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082", "[::]:8083"} {
+			if l, err := net.Listen("tcp", a); err == nil {
+				l.Close()
+				t.Errorf("listen on held %s succeeded", a)
+			}
+		}
+		if c, err := net.ListenPacket("udp4", "0.0.0.0:8080"); err == nil {
+			c.Close()
+			t.Error("bind of held udp 8080 succeeded")
+		}
+		release()
+		l, err := net.Listen("tcp", "127.0.0.1:8081")
+		if err != nil {
+			return fmt.Errorf("after release: %w", err)
+		}
+		l.Close()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

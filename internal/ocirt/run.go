@@ -49,7 +49,9 @@ func exitCode(ws syscall.WaitStatus) int {
 	return ws.ExitStatus()
 }
 
-// monitorEnv carries the monitor's arguments to the re-executed binary.
+// monitorEnv names, for the re-executed binary, the file in the bundle
+// that holds the monitor's arguments (they can outgrow an environment
+// variable: the ports of a range of thousands, say).
 const monitorEnv = "_CTNET_OCIRT_MONITOR"
 
 type monitorArgs struct {
@@ -106,7 +108,11 @@ func (c *Container) Start(ctx context.Context) error {
 	defer mlog.Close()
 	cmd := exec.Command(self)
 	cmd.Args[0] = "ctnet-monitor"
-	cmd.Env = append(os.Environ(), monitorEnv+"="+string(args))
+	argsFile := filepath.Join(c.p.dir, "monitor.json")
+	if err := os.WriteFile(argsFile, args, 0o600); err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	cmd.Env = append(os.Environ(), monitorEnv+"="+argsFile)
 	cmd.Stdout, cmd.Stderr = mlog, mlog
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.Dir = c.p.dir
@@ -158,8 +164,12 @@ func runMonitor(arg string, watch func(context.Context, json.RawMessage)) int {
 		fmt.Fprintln(os.Stderr, "monitor:", err)
 		return 1
 	}
+	b, err := os.ReadFile(arg)
+	if err != nil {
+		return fail(err)
+	}
 	var a monitorArgs
-	if err := json.Unmarshal([]byte(arg), &a); err != nil {
+	if err := json.Unmarshal(b, &a); err != nil {
 		return fail(err)
 	}
 	p := &paths{dir: a.Bundle}
@@ -195,7 +205,7 @@ func runMonitor(arg string, watch func(context.Context, json.RawMessage)) int {
 		return 1
 	}
 	logf.Close()
-	b, err := os.ReadFile(pidFile)
+	b, err = os.ReadFile(pidFile)
 	if err != nil {
 		return fail(err)
 	}
@@ -212,7 +222,15 @@ func runMonitor(arg string, watch func(context.Context, json.RawMessage)) int {
 	if watch != nil && len(a.Watch) > 0 {
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
-		go watch(ctx, a.Watch)
+		go func() {
+			// The monitor must outlive a failure of the caller's work.
+			defer func() {
+				if r := recover(); r != nil {
+					fmt.Fprintln(os.Stderr, "monitor: watch:", r)
+				}
+			}()
+			watch(ctx, a.Watch)
+		}()
 	}
 
 	var ws unix.WaitStatus
