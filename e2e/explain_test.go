@@ -117,7 +117,8 @@ var normalisers = []struct {
 	{regexp.MustCompile(`/proc/\d+/ns/net`), "NS"},
 	{regexp.MustCompile(`(valid|preferred)_lft \S+`), ""},
 	// Carrier follows the ports with a delay of the kernel's (linkwatch).
-	{regexp.MustCompile(`NO-CARRIER,|,LOWER_UP| state (UP|DOWN|LOWERLAYERDOWN|UNKNOWN)| linkdown`), ""},
+	// So does a bridge port's state (disabled until its carrier is up).
+	{regexp.MustCompile(`NO-CARRIER,|,LOWER_UP| state (UP|DOWN|LOWERLAYERDOWN|UNKNOWN|forwarding|disabled|blocking|listening|learning)| linkdown`), ""},
 	{regexp.MustCompile(`[ \t]+`), " "},
 }
 

@@ -75,21 +75,12 @@ func (s *Service) reconcileLocked(ctx context.Context, tell func(string, ...any)
 // settle finishes or undoes what a crash left half done: with the exclusive
 // lock held, every pending record is a crashed process's.
 func (s *Service) settle(ctx context.Context, logf driver.Logf) error {
-	var nets []Network
-	var atts []Attachment
-	if err := s.d.Store.View(func(tx store.Tx) error {
-		var err error
-		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
-			return err
-		}
-		var bad []store.Corrupt
-		atts, bad, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
-		for _, c := range bad {
-			logf("skipped %s; remove the record or the run root's state file to be rid of it", c)
-		}
+	nets, atts, bad, err := s.load()
+	if err != nil {
 		return err
-	}); err != nil {
-		return err
+	}
+	for _, c := range bad {
+		logf("skipped %s; remove the record or the run root's state file to be rid of it", c)
 	}
 	byID := map[string]*Network{}
 	for i := range nets {
@@ -140,16 +131,8 @@ func (s *Service) settle(ctx context.Context, logf driver.Logf) error {
 
 // releaseGone releases the attachments whose namespace is gone.
 func (s *Service) releaseGone(ctx context.Context, logf driver.Logf) error {
-	var nets []Network
-	var atts []Attachment
-	if err := s.d.Store.View(func(tx store.Tx) error {
-		var err error
-		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
-			return err
-		}
-		atts, _, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
-		return err
-	}); err != nil {
+	nets, atts, _, err := s.load()
+	if err != nil {
 		return err
 	}
 	var errs []error
@@ -173,6 +156,20 @@ func (s *Service) releaseGone(ctx context.Context, logf driver.Logf) error {
 		logf("released %s of %s on network %q: its namespace is gone", addrOf(a), a.Name, a.Network)
 	}
 	return errors.Join(errs...)
+}
+
+// load reads every network and attachment, past attachments that do not
+// decode (returned apart).
+func (s *Service) load() (nets []Network, atts []Attachment, bad []store.Corrupt, err error) {
+	err = s.d.Store.View(func(tx store.Tx) error {
+		var err error
+		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
+			return err
+		}
+		atts, bad, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
+		return err
+	})
+	return nets, atts, bad, err
 }
 
 // desired is what the store wants of each driver's networks.

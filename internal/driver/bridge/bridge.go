@@ -259,57 +259,68 @@ func (d *Driver) CreateEndpoint(n driver.Network, ep *driver.Endpoint) error {
 // Join connects the sandbox to the network: a veth pair born with its peer
 // inside the namespace under its final name, the host end enslaved and up,
 // then addresses and routes inside.
-func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint, sb driver.Sandbox) (err error) {
+func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint, sb driver.Sandbox) error {
 	ns := sb.Handle()
+	undo, err := d.makePair(n, ep, ep.IfName, ns.NS())
+	if err != nil {
+		return err
+	}
+	if err := netx.ConfigureIface(ns, ifaceConfig(ep)); err != nil {
+		undo()
+		return fmt.Errorf("%s: %w", ep.IfName, err)
+	}
+	return nil
+}
+
+// makePair makes the endpoint's veth pair, its inner end peer born down in
+// peerNS, its host end enslaved and up with the network's port flags; the
+// port is bound to the endpoint's MAC and addresses in the firewall while
+// the kernel makes the pair, so no frame leaves it unchecked. undo takes it
+// all back.
+func (d *Driver) makePair(n driver.Network, ep driver.Endpoint, peer string, peerNS netns.NsHandle) (undo func(), err error) {
 	br, err := netx.LinkOrNil(d.host, n.Device)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if br == nil {
-		return driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
+		return nil, driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
 	}
-	// The port is bound to the endpoint's MAC and addresses while the
-	// kernel makes the pair: its inner end is born down and comes up only
-	// once both are done, so no frame leaves it unchecked.
 	fw, err := d.sh.Firewall()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fep := endpointRules(n, ep)
 	bound := make(chan error, 1)
 	go func() { bound <- fw.AddEndpoint(rules(n), fep) }()
-	err = netx.AddVeth(d.host, vethSpec(n, ep, br.Attrs().Index, ns.NS()))
-	if ferr := <-bound; ferr == nil {
-		defer func() {
-			if err != nil {
-				fw.DelEndpoint(fep)
-			}
-		}()
-	} else if err == nil {
+	spec := vethSpec(n, ep, br.Attrs().Index, peerNS)
+	spec.PeerName = peer
+	err = netx.AddVeth(d.host, spec)
+	ferr := <-bound
+	undo = func() {
 		netx.DeleteLink(d.host, ep.HostIf)
-		if errors.Is(ferr, firewall.ErrNoTable) {
-			return driver.Stale(ferr)
+		if ferr == nil {
+			fw.DelEndpoint(fep)
 		}
-		return fmt.Errorf("firewall: %w", ferr)
 	}
-	if errors.Is(err, unix.EXFULL) {
-		return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("bridge %s has as many ports as the kernel allows (1023): put further containers on another network", n.Device), Err: err}
+	switch {
+	case errors.Is(err, unix.EXFULL):
+		undo()
+		return nil, &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("bridge %s has as many ports as the kernel allows (1023): put further containers on another network", n.Device), Err: err}
+	case err != nil:
+		undo()
+		return nil, err
+	case errors.Is(ferr, firewall.ErrNoTable):
+		undo()
+		return nil, driver.Stale(ferr)
+	case ferr != nil:
+		undo()
+		return nil, fmt.Errorf("firewall: %w", ferr)
 	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			netx.DeleteLink(d.host, ep.HostIf)
-		}
-	}()
 	if err := d.portFlags(n, ep.HostIf); err != nil {
-		return err
+		undo()
+		return nil, err
 	}
-	if err := netx.ConfigureIface(ns, ifaceConfig(ep)); err != nil {
-		return fmt.Errorf("%s: %w", ep.IfName, err)
-	}
-	return nil
+	return undo, nil
 }
 
 // vethSpec is the pair Join makes: the peer born in the sandbox under its

@@ -2,11 +2,9 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ctnet/ctnet/internal/driver"
-	"github.com/ctnet/ctnet/internal/firewall"
 	"github.com/ctnet/ctnet/internal/netx"
 )
 
@@ -16,33 +14,10 @@ var _ driver.HostJoiner = (*Driver)(nil)
 // host end enslaved and up, as Join makes it, the inner end under peer, down,
 // with the endpoint's MAC (Docker moves it into the container and brings it
 // up). The port is bound to the MAC and addresses before either end is up.
-func (d *Driver) JoinHost(ctx context.Context, n driver.Network, ep driver.Endpoint, peer string) (err error) {
+func (d *Driver) JoinHost(ctx context.Context, n driver.Network, ep driver.Endpoint, peer string) error {
 	if err := netx.ValidIfName(peer); err != nil {
 		return fmt.Errorf("veth %s: inner end: %w", ep.HostIf, err)
 	}
-	br, err := netx.LinkOrNil(d.host, n.Device)
-	if err != nil {
-		return err
-	}
-	if br == nil {
-		return driver.Stale(fmt.Errorf("bridge %s: %w", n.Device, errBridgeMissing))
-	}
-	fw, err := d.sh.Firewall()
-	if err != nil {
-		return err
-	}
-	fep := endpointRules(n, ep)
-	if err := fw.AddEndpoint(rules(n), fep); err != nil {
-		if errors.Is(err, firewall.ErrNoTable) {
-			return driver.Stale(err)
-		}
-		return fmt.Errorf("firewall: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			fw.DelEndpoint(fep)
-		}
-	}()
 	// A pair left by an earlier try (a plugin killed mid-join) goes first:
 	// its inner end was never handed out.
 	if err := netx.DeleteLink(d.host, ep.HostIf); err != nil {
@@ -51,23 +26,6 @@ func (d *Driver) JoinHost(ctx context.Context, n driver.Network, ep driver.Endpo
 	if err := netx.DeleteLink(d.host, peer); err != nil {
 		return err
 	}
-	err = netx.AddVeth(d.host, netx.VethSpec{
-		HostName:    ep.HostIf,
-		PeerName:    peer,
-		PeerNS:      d.host.NS(),
-		MTU:         n.MTU,
-		MasterIndex: br.Attrs().Index,
-		PeerMAC:     ep.MAC,
-		DisableIPv6: !n.IPv6,
-		NoRA:        true,
-	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			netx.DeleteLink(d.host, ep.HostIf)
-		}
-	}()
-	return d.portFlags(n, ep.HostIf)
+	_, err := d.makePair(n, ep, peer, d.host.NS())
+	return err
 }
