@@ -86,7 +86,10 @@ step ctnet port web
 for _ in $(seq 50); do socat -T1 - TCP:127.0.0.1:8080 </dev/null 2>/dev/null | grep -q hello && break; sleep 0.1; done
 step socat -T2 - TCP:127.0.0.1:8080
 step socat -T2 - 'TCP:[::1]:8081'
+step ctnet topology
+step ctnet trace outside 203.0.113.2 8080/tcp
 step ip netns add bare
+step ctnet explain network connect web --netns /run/netns/bare
 step ctnet network connect web --netns /run/netns/bare
 step ctnet network inspect --format '{{.Name}}: {{range .Containers}}{{.Name}} {{.IPv4Address}} {{.MacAddress}}; {{end}}' bridge web
 step ctnet rm -f one two web
