@@ -9,7 +9,7 @@
 # Another apt or dpkg at work (unattended-upgrades on a fresh machine) is
 # waited for, not an error.
 set -eu
-PKGS="iproute2 iputils-ping socat nftables bridge-utils runc crun busybox-static util-linux bind9-dnsutils etcd-server etcd-client openvswitch-switch chromium fonts-liberation graphviz docker.io"
+PKGS="iproute2 iputils-ping socat nftables bridge-utils runc crun busybox-static util-linux bind9-dnsutils etcd-server etcd-client openvswitch-switch chromium fonts-liberation graphviz docker.io iperf3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -179,7 +179,7 @@ func (a *app) networkLsCmd() *cobra.Command {
 					id = network.ShortID(id)
 				}
 				rows = append(rows, networkRow{
-					ID: id, Name: n.Name, Driver: n.Driver, Scope: "local",
+					ID: id, Name: n.Name, Driver: n.Driver, Scope: scopeOf(n),
 					IPv6: n.IPv6, Internal: n.Internal, Labels: joinKV(n.Labels),
 					CreatedAt: n.Created.Format("2006-01-02 15:04:05.999999999 -0700 MST"), n: n,
 				})
@@ -232,7 +232,7 @@ func networkFilter(filters []string) (func(network.NetworkInfo) bool, error) {
 		case "driver":
 			return n.Driver == v
 		case "scope":
-			return v == "local"
+			return v == scopeOf(n)
 		case "type":
 			return builtin(n) == (v == "builtin")
 		default: // label
@@ -285,6 +285,7 @@ type (
 		Containers map[string]endpointJSON
 		Options    map[string]string
 		Labels     map[string]string
+		Peers      []peerJSON `json:",omitempty"`
 	}
 	ipamJSON struct {
 		Driver  string
@@ -297,12 +298,13 @@ type (
 		MacAddress  string
 		IPv4Address string
 		IPv6Address string
+		Host        string `json:",omitempty"` // on a global network: the host it is on
 	}
 )
 
 func toNetworkJSON(n network.NetworkInfo) networkJSON {
 	j := networkJSON{
-		Name: n.Name, Id: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
+		Name: n.Name, Id: n.ID, Created: n.Created, Scope: scopeOf(n), Driver: n.Driver,
 		EnableIPv6: n.IPv6, Internal: n.Internal, Attachable: false,
 		IPAM:       ipamJSON{Driver: "default", Options: map[string]string{}, Config: n.Subnets},
 		Containers: map[string]endpointJSON{}, Options: n.Options, Labels: n.Labels,
@@ -324,8 +326,10 @@ func toNetworkJSON(n network.NetworkInfo) networkJSON {
 		j.Containers[key] = endpointJSON{
 			Name: a.Name, EndpointID: a.ID, MacAddress: a.MAC.String(),
 			IPv4Address: prefixText(a.IPv4), IPv6Address: prefixText(a.IPv6),
+			Host: hostOf(n, a),
 		}
 	}
+	j.Peers = peersOf(n)
 	return j
 }
 

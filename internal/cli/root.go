@@ -26,6 +26,7 @@ type app struct {
 	out, errOut   io.Writer
 	net           *network.Service
 	ctrs          *containers.Manager
+	cluster       clusterOpts
 }
 
 // self is how the processes ctnet starts (the resolver, a container
@@ -36,7 +37,7 @@ func (a *app) self(args ...string) (string, []string) {
 	if err != nil {
 		exe = "/proc/self/exe"
 	}
-	return exe, append([]string{"--root", a.root, "--run-root", a.runRoot, "--cgroup", a.cgroup}, args...)
+	return exe, append(append([]string{"--root", a.root, "--run-root", a.runRoot, "--cgroup", a.cgroup}, a.cluster.args()...), args...)
 }
 
 // network opens the host's network service on first use, so `--help`
@@ -44,11 +45,16 @@ func (a *app) self(args ...string) (string, []string) {
 func (a *app) network() (*network.Service, error) {
 	if a.net == nil {
 		exe, args := a.self("system", "dns-serve")
-		n, err := network.Open(network.Config{
+		cfg := network.Config{
 			Root: a.root, RunRoot: a.runRoot, Cgroup: a.cgroup,
 			Resolver: network.Command{Path: exe, Args: args},
 			Log:      func(format string, args ...any) { fmt.Fprintf(a.errOut, format+"\n", args...) },
-		})
+		}
+		exe, args = a.self("system", "overlay-agent")
+		if err := a.cluster.configure(&cfg, network.Command{Path: exe, Args: args}); err != nil {
+			return nil, err
+		}
+		n, err := network.Open(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +185,10 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.PersistentFlags().StringVar(&a.root, "root", envOr("CTNET_ROOT", "/var/lib/ctnet"), "directory of persistent state (network definitions) [$CTNET_ROOT]")
 	root.PersistentFlags().StringVar(&a.runRoot, "run-root", envOr("CTNET_RUN_ROOT", "/run/ctnet"), "directory of runtime state (endpoints, leases) [$CTNET_RUN_ROOT]")
 	root.PersistentFlags().StringVar(&a.cgroup, "cgroup", os.Getenv("CTNET_CGROUP"), "cgroup2 directory whose processes reach ports published on [::1] (default: the cgroup2 root) [$CTNET_CGROUP]")
-	root.AddCommand(a.networkCmd(), a.bridgeCmd(), a.systemCmd())
+	a.cluster.flags(root.PersistentFlags())
+	sys := a.systemCmd()
+	sys.AddCommand(a.overlayAgentCmd())
+	root.AddCommand(a.networkCmd(), a.bridgeCmd(), sys)
 	root.AddCommand(a.dockerPluginCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.imageCmds()...)

@@ -48,8 +48,12 @@ func (s *Service) Attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	var a *Attachment
 	err := s.change(ctx, func() error {
 		var err error
-		a, err = s.attach(ctx, spec)
-		return err
+		// The host's agent may have just left the cluster: start it again.
+		for try := 1; ; try++ {
+			if a, err = s.attach(ctx, spec); !errors.Is(err, errAgentGone) || try == 3 {
+				return err
+			}
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -73,7 +77,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	defer ns.Close()
 	what := fmt.Sprintf("attach %s to network %q", spec.NetNS, spec.Network)
 	a := &Attachment{
-		ID: NewID(), Owner: spec.Owner, Name: spec.Name, NetNS: spec.NetNS, NetNSKey: ns.Key(),
+		ID: NewID(), Host: s.d.Host, Owner: spec.Owner, Name: spec.Name, NetNS: spec.NetNS, NetNSKey: ns.Key(),
 		IfName: spec.IfName, Aliases: spec.Aliases, DNSNames: spec.DNSNames, Resolver: spec.Resolver,
 		Labels: spec.Labels, Created: time.Now().UTC(), Pending: pendingAttach,
 	}
@@ -124,6 +128,9 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 		return nil, err
 	}
 	what = fmt.Sprintf("attach %s to network %q", spec.NetNS, n.Name)
+	if err := s.joinCluster(ctx, n); err != nil {
+		return nil, wrapWhat(what, err)
+	}
 	ep := driver.Endpoint{ID: a.ID, IfName: a.IfName, Ports: spec.Ports, MAC: mac}
 	if err := d.CreateEndpoint(n.driverNet(), &ep); err != nil {
 		return nil, wrapWhat(what, err)
@@ -131,13 +138,16 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	a.HostIf = ep.HostIf
 
 	err = s.d.Store.Update(func(tx store.Tx) error {
-		now, err := findNetwork(tx, n.ID)
+		now, err := s.findNetwork(tx, n.ID)
 		if err != nil {
 			return err
 		}
 		n = now
+		if err := s.inCluster(tx, n); err != nil {
+			return err
+		}
 		a.Network, a.NetworkID = n.Name, n.ID
-		mine, err := store.ListJSON[Attachment](tx, store.Endpoints, a.Owner.prefix())
+		mine, err := s.ownAttachments(tx, a.Owner.prefix())
 		if err != nil {
 			return err
 		}
@@ -160,6 +170,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	if err != nil {
 		return nil, err
 	}
+	crash.Point("attach-planned")
 
 	success := false
 	defer func() {
@@ -199,6 +210,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	}
 	a.Pending = ""
 	if err := s.d.Store.Update(func(tx store.Tx) error { return store.PutJSON(tx, store.Endpoints, a.key(), a) }); err != nil {
+		success = outcomeUnknown(err) // made or not: reconcile tells, undoing would guess
 		return nil, err
 	}
 	success = true
@@ -210,7 +222,7 @@ func (s *Service) networkDriver(ref string) (*Network, driver.Driver, error) {
 	var n *Network
 	err := s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		n, err = findNetwork(tx, ref)
+		n, err = s.findNetwork(tx, ref)
 		return err
 	})
 	if err != nil {
@@ -401,7 +413,7 @@ func (s *Service) DetachNamespace(ctx context.Context, network, path string) err
 	}
 	var owner Owner
 	err := s.d.Store.View(func(tx store.Tx) error {
-		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+		atts, err := s.ownAttachments(tx, "")
 		for _, a := range atts {
 			if a.NetNS == path && a.Owner.Kind == OwnerNetNS {
 				owner = a.Owner
@@ -430,11 +442,11 @@ func (s *Service) detach(ctx context.Context, spec DetachSpec) (dns bool, err er
 		var n *Network
 		if spec.Network != "" {
 			var err error
-			if n, err = findNetwork(tx, spec.Network); err != nil {
+			if n, err = s.findNetwork(tx, spec.Network); err != nil {
 				return err
 			}
 		}
-		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, spec.Owner.prefix())
+		atts, err := s.ownAttachments(tx, spec.Owner.prefix())
 		if err != nil {
 			return err
 		}
@@ -444,7 +456,7 @@ func (s *Service) detach(ctx context.Context, spec DetachSpec) (dns bool, err er
 			}
 			an := n
 			if an == nil {
-				if an, err = findNetwork(tx, a.NetworkID); err != nil {
+				if an, err = s.findNetwork(tx, a.NetworkID); err != nil {
 					return err
 				}
 			}
@@ -512,7 +524,7 @@ func (s *Service) finishDetach(ctx context.Context, n *Network, a *Attachment, n
 		if nsGoing {
 			// The kernel reclaims the host side with the namespace: not
 			// an orphan for reconcile to delete meanwhile.
-			if err := markReclaim(tx, a.HostIf); err != nil {
+			if err := markReclaim(tx, s.own(reclaimPrefix), a.HostIf); err != nil {
 				return err
 			}
 		}
@@ -540,8 +552,8 @@ func forget(tx store.Tx, a *Attachment) error {
 	return tx.Delete(store.Endpoints, a.key())
 }
 
-// Attachments lists the attachments of the owners given (all of them when
-// none), those being made or removed left out.
+// Attachments lists this host's attachments of the owners given (all of
+// them when none), those being made or removed left out.
 func (s *Service) Attachments(owners ...Owner) ([]Attachment, error) {
 	var out []Attachment
 	err := s.d.Store.View(func(tx store.Tx) error {
@@ -553,7 +565,7 @@ func (s *Service) Attachments(owners ...Owner) ([]Attachment, error) {
 			}
 		}
 		for _, p := range prefixes {
-			atts, err := store.ListJSON[Attachment](tx, store.Endpoints, p)
+			atts, err := s.ownAttachments(tx, p)
 			if err != nil {
 				return err
 			}
@@ -572,8 +584,8 @@ func (s *Service) Attachments(owners ...Owner) ([]Attachment, error) {
 // the kernel is still reclaiming in the background: not orphans to delete.
 const reclaimPrefix = "reclaim/"
 
-func markReclaim(tx store.Tx, hostIf string) error {
-	return tx.Put(store.Meta, reclaimPrefix+hostIf, []byte(time.Now().UTC().Format(time.RFC3339)))
+func markReclaim(tx store.Tx, prefix, hostIf string) error {
+	return tx.Put(store.Meta, prefix+hostIf, []byte(time.Now().UTC().Format(time.RFC3339)))
 }
 
 func addrOf(a *Attachment) string {

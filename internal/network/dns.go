@@ -28,14 +28,18 @@ import (
 // usesDNS reports whether an attachment's network has names.
 func (s *Service) usesDNS(a *Attachment) bool { return s.d.DNS != "" && a.Network != DefaultNetwork }
 
-// dnsSnapshot builds the resolver's view from the store.
-func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
+// dnsSnapshot builds the resolver's view from the store: the names of the
+// networks this host sees (of every host's attachments on a global network),
+// served in this host's namespaces.
+func (s *Service) dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 	snap := dns.Snapshot{Upstreams: resolvconf.Host().Nameservers()}
-	nets, err := store.ListJSON[Network](tx, store.Networks, "")
+	nets, err := s.networks(tx, false)
 	if err != nil {
 		return snap, err
 	}
+	seen := map[string]bool{}
 	for _, n := range nets {
+		seen[n.ID] = true
 		if n.Internal && n.Pending == "" {
 			snap.Networks = append(snap.Networks, dns.Network{Name: n.Name, Internal: true, DNSForward: n.dnsForward()})
 		}
@@ -49,7 +53,7 @@ func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 	named := map[string]bool{} // the namespace is on a network with names
 	var paths []string
 	for _, a := range atts {
-		if a.Pending == pendingAttach {
+		if a.Pending == pendingAttach || !seen[a.NetworkID] {
 			continue
 		}
 		if a.Network != DefaultNetwork && len(a.DNSNames) > 0 {
@@ -59,7 +63,7 @@ func dnsSnapshot(tx store.Tx) (dns.Snapshot, error) {
 			}
 			snap.Records = append(snap.Records, r)
 		}
-		if a.Resolver != nil {
+		if a.Resolver != nil && s.mine(&a) {
 			if _, ok := nsNets[a.NetNS]; !ok {
 				paths = append(paths, a.NetNS)
 			}
@@ -87,7 +91,7 @@ func (s *Service) publishDNS(wait bool) error {
 	var snap dns.Snapshot
 	if err := s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		snap, err = dnsSnapshot(tx)
+		snap, err = s.dnsSnapshot(tx)
 		return err
 	}); err != nil {
 		return err
@@ -132,7 +136,7 @@ func (s *Service) dnsStale() (bool, error) {
 	var now dns.Snapshot
 	if err := s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		now, err = dnsSnapshot(tx)
+		now, err = s.dnsSnapshot(tx)
 		return err
 	}); err != nil {
 		return false, err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/errdefs"
-	"github.com/ctnet/ctnet/internal/ipam"
 	"github.com/ctnet/ctnet/internal/portspec"
 	"github.com/ctnet/ctnet/internal/store"
 )
@@ -100,7 +99,7 @@ func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 		alloc = Given(spec.Addrs)
 	}
 	a := &Attachment{
-		ID: spec.ID, Owner: spec.Owner, Name: spec.Name, Labels: spec.Labels,
+		ID: spec.ID, Owner: spec.Owner, Name: spec.Name, Labels: spec.Labels, Host: s.d.Host,
 		Created: time.Now().UTC(), Pending: pendingCreated,
 	}
 	if a.Name == "" {
@@ -117,11 +116,11 @@ func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 	var out *Attachment
 	err = s.d.Store.Update(func(tx store.Tx) error {
 		out = nil
-		now, err := findNetwork(tx, n.ID)
+		now, err := s.findNetwork(tx, n.ID)
 		if err != nil {
 			return err
 		}
-		mine, err := store.ListJSON[Attachment](tx, store.Endpoints, a.Owner.prefix())
+		mine, err := s.ownAttachments(tx, a.Owner.prefix())
 		if err != nil {
 			return err
 		}
@@ -137,13 +136,8 @@ func (s *Service) createEndpoint(ctx context.Context, spec EndpointSpec) (*Attac
 		if err := s.allocate(tx, now, &b, static, alloc); err != nil {
 			return wrapWhat(what, err)
 		}
-		switch {
-		case mac != nil:
-			b.MAC = MAC(mac)
-		case b.IPv4.IsValid():
-			b.MAC = MAC(ipam.MACFromIP(b.IPv4.Addr()))
-		default:
-			b.MAC = randomMAC()
+		if err := s.pickMAC(tx, now, &b, mac); err != nil {
+			return wrapWhat(what, err)
 		}
 		out = &b
 		return store.PutJSON(tx, store.Endpoints, b.key(), &b)
@@ -160,17 +154,17 @@ func (s *Service) Endpoint(owner Owner, network string) (*Attachment, error) {
 	var a *Attachment
 	err := s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		a, err = ownerEndpoint(tx, owner, network)
+		a, err = s.ownerEndpoint(tx, owner, network)
 		return err
 	})
 	return a, err
 }
 
 // ownerEndpoint finds the owner's attachment; nil, nil when it has none.
-func ownerEndpoint(tx store.Tx, owner Owner, network string) (*Attachment, error) {
+func (s *Service) ownerEndpoint(tx store.Tx, owner Owner, network string) (*Attachment, error) {
 	var netID string
 	if network != "" {
-		n, err := findNetwork(tx, network)
+		n, err := s.findNetwork(tx, network)
 		if IsNotFound(err) {
 			return nil, nil
 		}
@@ -179,7 +173,7 @@ func ownerEndpoint(tx store.Tx, owner Owner, network string) (*Attachment, error
 		}
 		netID = n.ID
 	}
-	atts, err := store.ListJSON[Attachment](tx, store.Endpoints, owner.prefix())
+	atts, err := s.ownAttachments(tx, owner.prefix())
 	if err != nil {
 		return nil, err
 	}
@@ -224,13 +218,13 @@ func (s *Service) joinEndpoint(ctx context.Context, owner Owner, network, peer, 
 	joined := false
 	err := s.d.Store.Update(func(tx store.Tx) error {
 		var err error
-		if a, err = ownerEndpoint(tx, owner, network); err != nil {
+		if a, err = s.ownerEndpoint(tx, owner, network); err != nil {
 			return err
 		}
 		if a == nil {
 			return endpointNotFound(owner)
 		}
-		if n, err = findNetwork(tx, a.NetworkID); err != nil {
+		if n, err = s.findNetwork(tx, a.NetworkID); err != nil {
 			return err
 		}
 		switch a.Pending {
@@ -317,7 +311,7 @@ func (s *Service) publishEndpoint(ctx context.Context, owner Owner, network stri
 	var n *Network
 	err := s.d.Store.Update(func(tx store.Tx) error {
 		var err error
-		if a, err = ownerEndpoint(tx, owner, network); err != nil {
+		if a, err = s.ownerEndpoint(tx, owner, network); err != nil {
 			return err
 		}
 		if a == nil {
@@ -329,7 +323,7 @@ func (s *Service) publishEndpoint(ctx context.Context, owner Owner, network stri
 		if len(a.Ports) > 0 || len(ports) == 0 {
 			return nil
 		}
-		if n, err = findNetwork(tx, a.NetworkID); err != nil {
+		if n, err = s.findNetwork(tx, a.NetworkID); err != nil {
 			return err
 		}
 		what := fmt.Sprintf("endpoint %s on network %q", ShortID(a.ID), n.Name)
@@ -400,10 +394,10 @@ func (s *Service) ownerNetwork(owner Owner, network string) (*Attachment, *Netwo
 	var n *Network
 	err := s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		if a, err = ownerEndpoint(tx, owner, network); err != nil || a == nil {
+		if a, err = s.ownerEndpoint(tx, owner, network); err != nil || a == nil {
 			return err
 		}
-		n, err = findNetwork(tx, a.NetworkID)
+		n, err = s.findNetwork(tx, a.NetworkID)
 		return err
 	})
 	return a, n, err
@@ -422,14 +416,14 @@ func (s *Service) leaveEndpoint(ctx context.Context, owner Owner, network string
 	err := s.d.Store.Update(func(tx store.Tx) error {
 		var err error
 		a, n = nil, nil
-		now, err := ownerEndpoint(tx, owner, network)
+		now, err := s.ownerEndpoint(tx, owner, network)
 		if err != nil || now == nil || now.Pending == pendingCreated {
 			return err
 		}
 		if now.Pending != "" {
 			return &errdefs.Error{Kind: errdefs.Unavailable, Msg: fmt.Sprintf("endpoint %s is being %s; try again", ShortID(now.ID), now.Pending)}
 		}
-		if n, err = findNetwork(tx, now.NetworkID); err != nil {
+		if n, err = s.findNetwork(tx, now.NetworkID); err != nil {
 			return err
 		}
 		now.Pending = pendingDetach
@@ -467,7 +461,7 @@ func (s *Service) DeleteEndpoint(ctx context.Context, owner Owner, network strin
 			return err
 		}
 		return s.d.Store.Update(func(tx store.Tx) error {
-			a, err := ownerEndpoint(tx, owner, network)
+			a, err := s.ownerEndpoint(tx, owner, network)
 			if err != nil || a == nil {
 				return err
 			}
@@ -487,11 +481,10 @@ func (s *Service) DeleteEndpoint(ctx context.Context, owner Owner, network strin
 // that died with it and asks no driver that is not loaded yet).
 func (s *Service) evictStale(ctx context.Context, n *Network, spec EndpointSpec) error {
 	var stale []Attachment
-	kind := string(spec.Owner.Kind) + ":"
 	err := s.d.Store.View(func(tx store.Tx) error {
 		for _, ip := range spec.Addrs {
 			holder := string(tx.Get(store.Leases, leaseKey(n.ID, ip)))
-			if !strings.HasPrefix(holder, kind) || strings.HasPrefix(holder, spec.Owner.prefix()) {
+			if !heldBy(holder, spec.Owner.Kind) || strings.HasPrefix(holder, s.own(spec.Owner.prefix())) {
 				continue
 			}
 			reserved := false
@@ -534,7 +527,7 @@ func (s *Service) evictStale(ctx context.Context, n *Network, spec EndpointSpec)
 func (s *Service) NetworkEndpoints(ref string) ([]Attachment, error) {
 	var out []Attachment
 	err := s.d.Store.View(func(tx store.Tx) error {
-		n, err := findNetwork(tx, ref)
+		n, err := s.findNetwork(tx, ref)
 		if err != nil {
 			return err
 		}

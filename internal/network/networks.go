@@ -116,16 +116,19 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	if err := checkServiceOptions(n.Options); err != nil {
 		return nil, wrapWhat(what, err)
 	}
+	if s.clustered() && driver.ScopeOf(d) == driver.ScopeLocal {
+		n.Host = s.d.Host
+	}
 	var others []Network
 	if err := s.d.Store.View(func(tx store.Tx) error {
-		others, err = store.ListJSON[Network](tx, store.Networks, "")
+		others, err = s.rivals(tx, n)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	for _, o := range others {
 		if o.Name == spec.Name {
-			return nil, exists(what, &o)
+			return nil, s.exists(what, &o)
 		}
 	}
 	if n.Subnets, err = planSubnets(spec, others, host); err != nil {
@@ -144,15 +147,19 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	maps.Copy(n.Options, dn.Options)
 
 	// Record the intent, with the name taken, before the kernel work.
+	n.PendingHost = s.d.Host
 	err = s.d.Store.Update(func(tx store.Tx) error {
-		if old, _ := store.GetJSON[Network](tx, store.Networks, spec.Name); old != nil {
-			return exists(what, old)
-		}
-		all, err := store.ListJSON[Network](tx, store.Networks, "")
+		all, err := s.rivals(tx, n)
 		if err != nil {
 			return err
 		}
 		for _, o := range all {
+			if o.Name == n.Name {
+				return s.exists(what, &o)
+			}
+			if err := claimed(what, d, dn, &o); err != nil {
+				return err
+			}
 			if o.ID == n.ID {
 				return &errdefs.Error{Kind: errdefs.Conflict, Field: "id", Msg: fmt.Sprintf("%s: id %s is already network %q's", what, ShortID(n.ID), o.Name)}
 			}
@@ -167,7 +174,7 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 				}
 			}
 		}
-		return store.PutJSON(tx, store.Networks, n.Name, n)
+		return store.PutJSON(tx, store.Networks, n.key(), n)
 	})
 	if err != nil {
 		return nil, err
@@ -176,15 +183,16 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 	defer func() {
 		if !success {
 			d.DeleteNetwork(ctx, dn)
-			s.d.Store.Update(func(tx store.Tx) error { return tx.Delete(store.Networks, n.Name) })
+			s.d.Store.Update(func(tx store.Tx) error { return tx.Delete(store.Networks, n.key()) })
 		}
 	}()
 	if err := d.CreateNetwork(ctx, dn); err != nil {
 		return nil, wrapWhat(what, err)
 	}
 	crash.Point("network-create")
-	n.Pending = ""
-	if err := s.d.Store.Update(func(tx store.Tx) error { return store.PutJSON(tx, store.Networks, n.Name, n) }); err != nil {
+	n.Pending, n.PendingHost = "", ""
+	if err := s.d.Store.Update(func(tx store.Tx) error { return store.PutJSON(tx, store.Networks, n.key(), n) }); err != nil {
+		success = outcomeUnknown(err) // made or not: reconcile tells, undoing would guess
 		return nil, err
 	}
 	success = true
@@ -319,14 +327,20 @@ func (n *Network) dnsForward() bool {
 
 // findNetwork looks a network up by name, full id or unique id prefix; one
 // being created or removed is not found.
-func findNetwork(tx store.Tx, ref string) (*Network, error) {
-	if n, err := store.GetJSON[Network](tx, store.Networks, ref); n != nil || err != nil {
-		if n != nil && n.Pending != "" {
-			return nil, notFound("network", ref, "list networks with `ctnet network ls`")
-		}
-		return n, err
+func (s *Service) findNetwork(tx store.Tx, ref string) (*Network, error) {
+	keys := []string{ref}
+	if s.clustered() {
+		keys = []string{s.own(ref), ref} // this host's local network, then a global one
 	}
-	all, err := store.ListJSON[Network](tx, store.Networks, "")
+	for _, k := range keys {
+		if n, err := store.GetJSON[Network](tx, store.Networks, k); n != nil || err != nil {
+			if n != nil && n.Pending != "" {
+				return nil, notFound("network", ref, "list networks with `ctnet network ls`")
+			}
+			return n, err
+		}
+	}
+	all, err := s.networks(tx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +388,7 @@ func (s *Service) removeNetwork(ctx context.Context, ref string) error {
 	var n *Network
 	err := s.d.Store.Update(func(tx store.Tx) error {
 		var err error
-		if n, err = findNetwork(tx, ref); err != nil {
+		if n, err = s.findNetwork(tx, ref); err != nil {
 			return err
 		}
 		if n.Name == DefaultNetwork {
@@ -387,14 +401,14 @@ func (s *Service) removeNetwork(ctx context.Context, ref string) error {
 		var users []string
 		for _, a := range atts {
 			if a.NetworkID == n.ID {
-				users = append(users, a.Name)
+				users = append(users, s.userOf(tx, &a))
 			}
 		}
 		if len(users) > 0 {
 			return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("network %q is in use by %d endpoint(s) (%s); disconnect them or remove their containers first", n.Name, len(users), strings.Join(users, ", "))}
 		}
-		n.Pending = pendingRemove
-		return store.PutJSON(tx, store.Networks, n.Name, n)
+		n.Pending, n.PendingHost = pendingRemove, s.d.Host
+		return store.PutJSON(tx, store.Networks, n.key(), n)
 	})
 	if err != nil {
 		return err
@@ -415,13 +429,13 @@ func (s *Service) finishRemove(ctx context.Context, n *Network) error {
 		// for the next reconcile).
 		if n.Pending == pendingRemove {
 			s.d.Store.Update(func(tx store.Tx) error {
-				n.Pending = ""
-				return store.PutJSON(tx, store.Networks, n.Name, n)
+				n.Pending, n.PendingHost = "", ""
+				return store.PutJSON(tx, store.Networks, n.key(), n)
 			})
 		}
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	return s.d.Store.Update(func(tx store.Tx) error { return tx.Delete(store.Networks, n.Name) })
+	return s.d.Store.Update(func(tx store.Tx) error { return tx.Delete(store.Networks, n.key()) })
 }
 
 // Networks lists every network with its attachments, default network first,
@@ -432,7 +446,7 @@ func (s *Service) Networks(ctx context.Context) ([]NetworkInfo, error) {
 	}
 	var out []NetworkInfo
 	err := s.d.Store.View(func(tx store.Tx) error {
-		nets, err := store.ListJSON[Network](tx, store.Networks, "")
+		nets, err := s.networks(tx, false)
 		if err != nil {
 			return err
 		}
@@ -444,11 +458,14 @@ func (s *Service) Networks(ctx context.Context) ([]NetworkInfo, error) {
 			if n.Pending != "" {
 				continue
 			}
-			info := NetworkInfo{Network: n}
+			info := NetworkInfo{Network: n, Scope: s.scope(&n)}
 			for _, a := range atts {
 				if a.NetworkID == n.ID && a.Pending == "" {
 					info.Attachments = append(info.Attachments, a)
 				}
+			}
+			if err := s.addHosts(tx, &info); err != nil {
+				return err
 			}
 			out = append(out, info)
 		}
@@ -476,18 +493,21 @@ func (s *Service) Network(ctx context.Context, ref string) (*NetworkInfo, error)
 	}
 	var info *NetworkInfo
 	err := s.d.Store.View(func(tx store.Tx) error {
-		n, err := findNetwork(tx, ref)
+		n, err := s.findNetwork(tx, ref)
 		if err != nil {
 			return err
 		}
-		info = &NetworkInfo{Network: *n}
+		info = &NetworkInfo{Network: *n, Scope: s.scope(n)}
 		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
 		for _, a := range atts {
 			if a.NetworkID == n.ID && a.Pending == "" {
 				info.Attachments = append(info.Attachments, a)
 			}
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.addHosts(tx, info)
 	})
 	if IsNotFound(err) {
 		for _, name := range []string{"host", "none"} {
@@ -502,5 +522,5 @@ func (s *Service) Network(ctx context.Context, ref string) (*NetworkInfo, error)
 // predefinedNetwork is the host or none mode, shown as Docker shows them.
 func predefinedNetwork(name string) NetworkInfo {
 	sum := sha256.Sum256([]byte("ctnet predefined network " + name))
-	return NetworkInfo{Network: Network{Name: name, ID: hex.EncodeToString(sum[:]), Driver: predefined[name]}}
+	return NetworkInfo{Network: Network{Name: name, ID: hex.EncodeToString(sum[:]), Driver: predefined[name]}, Scope: driver.ScopeLocal}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/ctnet/ctnet/internal/errdefs"
@@ -295,7 +294,7 @@ func requestAddress(tx store.Tx, poolID string, want netip.Addr, gateway bool) (
 			return netip.Prefix{}, &errdefs.Error{Kind: errdefs.Invalid, Field: ipField(a), Msg: err.Error(), Err: err}
 		}
 		if tx.Get(reservedBucket, reservedKey(p.Prefix, a)) == nil && n != nil {
-			if holder := tx.Get(store.Leases, leaseKey(n.ID, a)); holder != nil && !strings.HasPrefix(string(holder), Docker("").prefix()) {
+			if holder := tx.Get(store.Leases, leaseKey(n.ID, a)); holder != nil && !heldBy(string(holder), OwnerDocker) {
 				return netip.Prefix{}, inUse(tx, n, a)
 			}
 		}

@@ -15,10 +15,10 @@ import (
 
 // The store keeps an index of the host ports in use, so that conflicts are
 // found before anything changes: "<proto>/<host port>/<host ip>" -> the key
-// of the attachment publishing it.
+// of the attachment publishing it, under the host's part of the bucket.
 
-func portKey(m portspec.Mapping) string {
-	return fmt.Sprintf("%s/%d/%s", m.Proto, m.HostPort, m.HostIP)
+func portKey(host string, m portspec.Mapping) string {
+	return hostKey(host, fmt.Sprintf("%s/%d/%s", m.Proto, m.HostPort, m.HostIP))
 }
 
 // portOwner returns the attachment key holding a host port that overlaps m:
@@ -27,9 +27,9 @@ func portKey(m portspec.Mapping) string {
 // A TCP or UDP port on every IPv4 address answers on [::1] too, as Docker's
 // proxy does, so it also overlaps [::1] and every IPv6 address. Ports of the
 // attachment self are no conflict.
-func portOwner(tx store.Tx, m portspec.Mapping, self string) string {
+func portOwner(tx store.Tx, host string, m portspec.Mapping, self string) string {
 	var owner string
-	tx.ForEach(store.Ports, fmt.Sprintf("%s/%d/", m.Proto, m.HostPort), func(k string, v []byte) error {
+	tx.ForEach(store.Ports, hostKey(host, fmt.Sprintf("%s/%d/", m.Proto, m.HostPort)), func(k string, v []byte) error {
 		ip, err := netip.ParseAddr(k[strings.LastIndex(k, "/")+1:])
 		if string(v) == self {
 			return nil
@@ -88,14 +88,14 @@ func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []port
 	}
 	self := a.key()
 	lo, hi := ephemeralRange()
-	taken := func(m portspec.Mapping) bool { return portOwner(tx, m, self) != "" || s.hostListens(m) }
+	taken := func(m portspec.Mapping) bool { return portOwner(tx, a.Host, m, self) != "" || s.hostListens(m) }
 	ms, err := portspec.Allocate(ms, lo, hi, taken)
 	if err != nil {
 		return nil, &errdefs.Error{Kind: errdefs.Conflict, Field: "publish", Msg: "publish: " + err.Error(), Err: err}
 	}
 	ms = portspec.ExpandFamilies(ms, n.IPv6)
 	for _, m := range ms {
-		if key := portOwner(tx, m, self); key != "" {
+		if key := portOwner(tx, a.Host, m, self); key != "" {
 			who := "another endpoint"
 			if o, _ := store.GetJSON[Attachment](tx, store.Endpoints, key); o != nil {
 				who = o.Describe()
@@ -105,7 +105,7 @@ func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []port
 		if s.hostListens(m) {
 			return nil, &errdefs.Error{Kind: errdefs.Conflict, Field: "publish", Msg: fmt.Sprintf("port %s: a process on the host already listens on %d/%s; stop it or pick another host port", m, m.HostPort, m.Proto)}
 		}
-		if err := tx.Put(store.Ports, portKey(m), []byte(self)); err != nil {
+		if err := tx.Put(store.Ports, portKey(a.Host, m), []byte(self)); err != nil {
 			return nil, err
 		}
 	}
@@ -115,8 +115,8 @@ func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []port
 // releasePorts frees a's host ports in the store.
 func releasePorts(tx store.Tx, a *Attachment) error {
 	for _, m := range a.Ports {
-		if string(tx.Get(store.Ports, portKey(m))) == a.key() {
-			if err := tx.Delete(store.Ports, portKey(m)); err != nil {
+		if string(tx.Get(store.Ports, portKey(a.Host, m))) == a.key() {
+			if err := tx.Delete(store.Ports, portKey(a.Host, m)); err != nil {
 				return err
 			}
 		}

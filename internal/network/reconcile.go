@@ -64,6 +64,9 @@ func (s *Service) reconcileLocked(ctx context.Context, tell func(string, ...any)
 		}
 		logf("embedded DNS: rewrote its records to match the containers")
 	}
+	if err := s.agentRunning(ctx, logf); err != nil {
+		return changes, err
+	}
 	if started, err := s.ensureDNS(); err != nil {
 		return changes, fmt.Errorf("embedded DNS: %w", err)
 	} else if started {
@@ -113,6 +116,9 @@ func (s *Service) settle(ctx context.Context, logf driver.Logf) error {
 	}
 	for i := range nets {
 		n := &nets[i]
+		if n.PendingHost != s.d.Host {
+			continue // another host's operation, in flight or to be settled there
+		}
 		switch n.Pending {
 		case pendingCreate, pendingRemove:
 			if err := s.finishRemove(ctx, n); err != nil {
@@ -158,15 +164,15 @@ func (s *Service) releaseGone(ctx context.Context, logf driver.Logf) error {
 	return errors.Join(errs...)
 }
 
-// load reads every network and attachment, past attachments that do not
-// decode (returned apart).
+// load reads the networks this host sees and its own attachments, past
+// attachments that do not decode (returned apart).
 func (s *Service) load() (nets []Network, atts []Attachment, bad []store.Corrupt, err error) {
 	err = s.d.Store.View(func(tx store.Tx) error {
 		var err error
-		if nets, err = store.ListJSON[Network](tx, store.Networks, ""); err != nil {
+		if nets, err = s.networks(tx, false); err != nil {
 			return err
 		}
-		atts, bad, err = store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
+		atts, bad, err = s.ownAttachmentsLenient(tx, "")
 		return err
 	})
 	return nets, atts, bad, err
@@ -176,18 +182,19 @@ func (s *Service) load() (nets []Network, atts []Attachment, bad []store.Corrupt
 func (s *Service) desired() (map[string]driver.State, error) {
 	out := map[string]driver.State{}
 	err := s.d.Store.View(func(tx store.Tx) error {
-		nets, err := store.ListJSON[Network](tx, store.Networks, "")
+		nets, err := s.networks(tx, false)
 		if err != nil {
 			return err
 		}
-		atts, _, err := store.ListJSONLenient[Attachment](tx, store.Endpoints, "")
+		atts, _, err := s.ownAttachmentsLenient(tx, "")
 		if err != nil {
 			return err
 		}
 		keep := map[string]bool{}
-		tx.ForEach(store.Meta, reclaimPrefix, func(k string, v []byte) error {
+		marks := s.own(reclaimPrefix)
+		tx.ForEach(store.Meta, marks, func(k string, v []byte) error {
 			if t, err := time.Parse(time.RFC3339, string(v)); err == nil && time.Since(t) < time.Minute {
-				keep[strings.TrimPrefix(k, reclaimPrefix)] = true
+				keep[strings.TrimPrefix(k, marks)] = true
 			}
 			return nil
 		})
@@ -231,11 +238,14 @@ func (s *Service) prune(logf driver.Logf) error {
 	err := s.d.Store.Update(func(tx store.Tx) error {
 		lines = nil // the closure may run again
 		held := func(_ string, v []byte) bool { return tx.Get(store.Endpoints, string(v)) == nil }
-		if err := pruneKeys(tx, store.Leases, "", held,
+		// Leases are shared: this host frees its own (other hosts', those of
+		// a host that is gone, are their reconcile's or the agents' to free).
+		ownHeld := func(k string, v []byte) bool { return strings.HasPrefix(string(v), s.own("")) && held(k, v) }
+		if err := pruneKeys(tx, store.Leases, "", ownHeld,
 			func(k string) { lines = append(lines, "released lease "+k+": no endpoint holds it") }); err != nil {
 			return err
 		}
-		if err := pruneKeys(tx, store.Ports, "", held,
+		if err := pruneKeys(tx, store.Ports, s.own(""), held,
 			func(k string) { lines = append(lines, "freed host port "+k+": no running container publishes it") }); err != nil {
 			return err
 		}
@@ -258,13 +268,13 @@ func (s *Service) prune(logf driver.Logf) error {
 		if err := pruneKeys(tx, store.Meta, macPrefix, held, nil); err != nil {
 			return err
 		}
-		if err := pruneKeys(tx, store.Meta, reclaimPrefix, func(_ string, v []byte) bool {
+		if err := pruneKeys(tx, store.Meta, s.own(reclaimPrefix), func(_ string, v []byte) bool {
 			t, err := time.Parse(time.RFC3339, string(v))
 			return err != nil || time.Since(t) >= time.Minute
 		}, nil); err != nil {
 			return err
 		}
-		return tx.Put(store.Meta, bootKey, s.d.Kernel.BootID())
+		return tx.Put(store.Meta, s.own(bootKey), s.d.Kernel.BootID())
 	})
 	for _, l := range lines {
 		logf("%s", l)

@@ -17,7 +17,7 @@ func (s *Service) RenameNetwork(ctx context.Context, ref, name string) error {
 	err := s.change(ctx, func() error {
 		return s.d.Store.Update(func(tx store.Tx) error {
 			dns = false
-			n, err := findNetwork(tx, ref)
+			n, err := s.findNetwork(tx, ref)
 			if err != nil {
 				return err
 			}
@@ -31,14 +31,14 @@ func (s *Service) RenameNetwork(ctx context.Context, ref, name string) error {
 			if Predefined(name) || n.Name == DefaultNetwork || name == DefaultNetwork {
 				return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: what + ": the default and predefined networks keep their names"}
 			}
-			if old, _ := store.GetJSON[Network](tx, store.Networks, name); old != nil {
-				return exists(fmt.Sprintf("%s: network %q", what, name), old)
+			if old, err := s.findNetwork(tx, name); err == nil {
+				return s.exists(fmt.Sprintf("%s: network %q", what, name), old)
 			}
-			if err := tx.Delete(store.Networks, n.Name); err != nil {
+			if err := tx.Delete(store.Networks, n.key()); err != nil {
 				return err
 			}
 			n.Name = name
-			if err := store.PutJSON(tx, store.Networks, n.Name, n); err != nil {
+			if err := store.PutJSON(tx, store.Networks, n.key(), n); err != nil {
 				return err
 			}
 			atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")

@@ -22,6 +22,7 @@ import (
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/driver/drivers"
 	"github.com/ctnet/ctnet/internal/store"
+	"github.com/ctnet/ctnet/internal/store/etcd"
 )
 
 // Command is a process the service starts, as the front end describes it,
@@ -46,6 +47,11 @@ type Deps struct {
 	Resolver Command
 	// Log receives one line per repair or notable step.
 	Log func(format string, args ...any)
+	// Host is this host's id when hosts share the store; "" (one host)
+	// keeps every key as it always was.
+	Host string
+	// Cluster is how this host takes part in the cluster (nil: one host).
+	Cluster *Cluster
 }
 
 // Service is one host's networks.
@@ -73,21 +79,30 @@ type Config struct {
 	Cgroup   string
 	Resolver Command
 	Log      func(format string, args ...any)
+	// Etcd, when set, is the store hosts share (network definitions,
+	// leases, every host's attachments); nil is bolt under Root and
+	// RunRoot, for one host.
+	Etcd *etcd.Config
+	// Cluster options, with Etcd only.
+	ClusterOptions
 }
 
 // Open opens the service of the host namespace the calling thread is in,
 // with the bolt store under cfg's directories and every driver ctnet has.
 func Open(cfg Config) (*Service, error) {
-	st, err := store.OpenBolt(cfg.Root, cfg.RunRoot)
-	if err != nil {
-		return nil, err
-	}
 	k, err := HostKernel()
 	if err != nil {
 		return nil, err
 	}
+	st, host, cl, err := openStore(cfg, k)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
 	sh := driver.NewShared(k.host, cfg.Cgroup)
 	s := New(Deps{
+		Host:     host,
+		Cluster:  cl,
 		Store:    st,
 		Kernel:   k,
 		Drivers:  driver.NewRegistry(sh, drivers.All(sh)...),
@@ -96,6 +111,7 @@ func Open(cfg Config) (*Service, error) {
 		Resolver: cfg.Resolver,
 		Log:      cfg.Log,
 	})
+	s.tellDrivers()
 	s.onClose = func() error { return errors.Join(sh.Close(), k.Close(), st.Close()) }
 	return s, nil
 }
@@ -109,8 +125,8 @@ func (s *Service) Close() error {
 }
 
 // Store is the service's store, which the layers above keep their own
-// buckets in.
-func (s *Service) Store() store.Store { return s.d.Store }
+// buckets in; with hosts sharing it, its Containers bucket is this host's.
+func (s *Service) Store() store.Store { return scopeContainers(s.d.Store, s.d.Host) }
 
 // Locker is a readers-writer lock over every ctnet process of one host.
 type Locker interface {
@@ -187,8 +203,8 @@ const bootKey = "boot"
 func (s *Service) prepare(ctx context.Context) error {
 	state := func() (booted, ready, pending bool, err error) {
 		err = s.d.Store.View(func(tx store.Tx) error {
-			booted = bytes.Equal(tx.Get(store.Meta, bootKey), s.d.Kernel.BootID())
-			n, err := store.GetJSON[Network](tx, store.Networks, DefaultNetwork)
+			booted = bytes.Equal(tx.Get(store.Meta, s.own(bootKey)), s.d.Kernel.BootID())
+			n, err := store.GetJSON[Network](tx, store.Networks, s.own(DefaultNetwork))
 			ready, pending = n != nil && n.Pending == "", n != nil && n.Pending != ""
 			return err
 		})

@@ -33,6 +33,12 @@ type Network struct {
 	// crash leaves it for reconcile to finish ("removing") or undo
 	// ("creating").
 	Pending string `json:",omitempty"`
+	// Host is the host a local-scope network belongs to when hosts share
+	// the store ("" = a global network, or the only host's).
+	Host string `json:",omitempty"`
+	// PendingHost is the host whose operation set Pending: only its
+	// reconcile may finish or undo it.
+	PendingHost string `json:",omitempty"`
 }
 
 // Subnet is one address range of a network, in Docker's IPAM terms.
@@ -69,7 +75,12 @@ func fromIPAM(s ipam.Subnet) Subnet {
 // NetworkInfo is a network with its attachments, for inspect and ls.
 type NetworkInfo struct {
 	Network
-	Attachments []Attachment
+	Attachments []Attachment // of every host
+	// Scope is "local" or "global" (a network on every host of a cluster).
+	Scope string
+	// Hosts are the hosts of the attachments and of the network's peers,
+	// by id (global networks only).
+	Hosts map[string]HostRecord `json:",omitempty"`
 }
 
 // Owner is who an attachment belongs to, in the terms of the caller that
@@ -119,7 +130,9 @@ func (o Owner) String() string { return string(o.Kind) + " " + o.ID }
 
 // Attachment is one interface of one namespace on one network (a runtime fact).
 type Attachment struct {
-	ID        string
+	ID string
+	// Host is the host the attachment is on when hosts share the store.
+	Host      string `json:",omitempty"`
 	Owner     Owner
 	Network   string // network name
 	NetworkID string
@@ -154,7 +167,7 @@ type Resolver struct {
 }
 
 // key is where the attachment lives in the store.
-func (a *Attachment) key() string { return a.Owner.prefix() + a.ID }
+func (a *Attachment) key() string { return hostKey(a.Host, a.Owner.prefix()+a.ID) }
 
 // Addrs are the attachment's addresses, IPv4 first.
 func (a *Attachment) Addrs() []netip.Prefix {

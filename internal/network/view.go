@@ -31,11 +31,11 @@ type View struct {
 func (s *Service) View(ctx context.Context) (*View, error) {
 	v := &View{}
 	err := s.d.Store.View(func(tx store.Tx) error {
-		nets, err := store.ListJSON[Network](tx, store.Networks, "")
+		nets, err := s.networks(tx, false)
 		if err != nil {
 			return err
 		}
-		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
+		atts, err := s.ownAttachments(tx, "") // this host's kernel holds only these
 		if err != nil {
 			return err
 		}

@@ -58,12 +58,13 @@ var errBridgeMissing = errors.New("the bridge is missing (deleted behind ctnet's
 
 // Driver is the bridge driver of one host.
 type Driver struct {
-	sh   *driver.Shared
-	host *netx.Handle
+	sh    *driver.Shared
+	host  *netx.Handle
+	alias string // of its bridges: AliasPrefix, or an embedding driver's
 }
 
 // New makes the driver over what the host's drivers share.
-func New(sh *driver.Shared) *Driver { return &Driver{sh: sh, host: sh.Host} }
+func New(sh *driver.Shared) *Driver { return &Driver{sh: sh, host: sh.Host, alias: AliasPrefix} }
 
 func (d *Driver) Name() string { return "bridge" }
 
@@ -186,7 +187,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, n driver.Network) (err error
 			netx.DeleteLink(d.host, n.Device)
 		}
 	}()
-	if alias := AliasPrefix + n.Name; br.Attrs().Alias != alias {
+	if alias := d.alias + n.Name; br.Attrs().Alias != alias {
 		if err := d.host.LinkSetAlias(br, alias); err != nil {
 			return fmt.Errorf("bridge %s: set alias: %w", n.Device, err)
 		}

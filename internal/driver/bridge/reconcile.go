@@ -73,7 +73,7 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 		}
 	}
 	for _, l := range inv.links {
-		if _, ok := l.(*netlink.Bridge); ok && strings.HasPrefix(l.Attrs().Alias, AliasPrefix) && !ours[l.Attrs().Name] {
+		if _, ok := l.(*netlink.Bridge); ok && strings.HasPrefix(l.Attrs().Alias, d.alias) && !ours[l.Attrs().Name] {
 			if err := netx.DeleteLink(d.host, l.Attrs().Name); err != nil {
 				return err
 			}

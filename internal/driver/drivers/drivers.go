@@ -5,6 +5,7 @@ package drivers
 import (
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/driver/bridge"
+	"github.com/ctnet/ctnet/internal/driver/overlay"
 )
 
 // All makes every driver over what the host's drivers share; the first is
@@ -12,5 +13,6 @@ import (
 func All(sh *driver.Shared) []driver.Driver {
 	return []driver.Driver{
 		bridge.New(sh),
+		overlay.New(sh),
 	}
 }
