@@ -577,13 +577,14 @@ func ctBits(key expr.CtKey, bits uint32) []expr.Any {
 
 func ctStatus(bits uint32) []expr.Any { return ctBits(expr.CtKeySTATUS, bits) }
 
+func ctState(bits uint32) []expr.Any  { return ctBits(expr.CtKeySTATE, bits) }
+
 // ctStatusNone matches when none of bits is set.
 func ctStatusNone(bits uint32) []expr.Any {
 	e := ctBits(expr.CtKeySTATUS, bits)
 	e[2].(*expr.Cmp).Op = expr.CmpOpEq
 	return e
 }
-func ctState(bits uint32) []expr.Any  { return ctBits(expr.CtKeySTATE, bits) }
 
 func fibDaddrLocal() []expr.Any {
 	return []expr.Any{&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true}, cmpEq(1, rtnLocal)}
