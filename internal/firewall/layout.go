@@ -577,7 +577,7 @@ func ctBits(key expr.CtKey, bits uint32) []expr.Any {
 
 func ctStatus(bits uint32) []expr.Any { return ctBits(expr.CtKeySTATUS, bits) }
 
-func ctState(bits uint32) []expr.Any  { return ctBits(expr.CtKeySTATE, bits) }
+func ctState(bits uint32) []expr.Any { return ctBits(expr.CtKeySTATE, bits) }
 
 // ctStatusNone matches when none of bits is set.
 func ctStatusNone(bits uint32) []expr.Any {
