@@ -76,7 +76,7 @@ func TestPublishedPortsIPv6OnIPv4Network(t *testing.T) {
 		{s.Upstream, h6, "9090", gw6},
 		{s.Upstream, h6, "9091", gw6},
 		{s.Upstream, sandbox.HostAddr, "8080", sandbox.UpstreamAddr}, // IPv4 keeps the client's address
-		{s.Host, h6, "8080", gw6}, // the host through its own IPv6 address
+		{s.Host, h6, "8080", gw6},                                    // the host through its own IPv6 address
 		{s.Host, "::1", "8080", "172.17.0.1"},
 		{s.Host, "::1", "9090", "172.17.0.1"},
 		{s.Host, "127.0.0.1", "9092", "172.17.0.1"},
