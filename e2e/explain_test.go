@@ -114,6 +114,8 @@ var normalisers = []struct {
 	{regexp.MustCompile(`@if\d+`), "@if"},
 	{regexp.MustCompile(`link-netns(id|) \S+`), ""},
 	{regexp.MustCompile(`[0-9a-f]{64}`), "ID"},
+	// An IPv4-only network's private IPv6 /64 is derived from its id.
+	{regexp.MustCompile(`\bfd[0-9a-f]{2}(:[0-9a-f]{1,4}){3}::`), "fdPRIVATE::"},
 	{regexp.MustCompile(`/proc/\d+/ns/net`), "NS"},
 	{regexp.MustCompile(`(valid|preferred)_lft \S+`), ""},
 	// Carrier follows the ports with a delay of the kernel's (linkwatch).

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"image/png"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,14 +67,22 @@ func TestTopology(t *testing.T) {
 			t.Errorf("line %d is %d columns wide: %q", i+1, n, l)
 		}
 	}
+	// web publishes on [::] too: IPv6 clients reach its address in the
+	// default network's private /64.
+	private6 := netip.MustParsePrefix(strings.TrimSpace(s.MustCtnet("network", "inspect", "--format",
+		`{{index .Options "ctnet.bridge.published_ipv6_subnet"}}`, "bridge")))
+	web6 := private6.Addr().As16()
+	web6[12], web6[13], web6[14], web6[15] = 172, 17, 0, 2
 	want := []string{
+		"DNATed into " + private6.String(), private6.Addr().Next().String() + "/64",
 		"uplink eth0", sandbox.HostAddr + "/24", "mtu 1400", "via " + sandbox.UpstreamAddr,
 		`network "bridge" (bridge) 172.17.0.0/16`, "bridge ctnet0", "172.17.0.1/16",
 		`network "app" (bridge) 10.10.0.0/24`, "10.10.0.1/24", "internal: no way out", "icc=false: ports isolated",
 		"masquerade to the outside", "isolated from other networks",
 		`in container "web"`, `in container "db"`, "in namespace " + app.NetPath(), "in namespace " + back.NetPath(),
-		"172.17.0.2/16 02:42:ac:11:00:02 via 172.17.0.1", "10.20.0.2/24", "port: isolated",
-		"ports 0.0.0.0:8080->80/tcp 127.0.0.1:8081->80/tcp",
+		"172.17.0.2/16 " + netip.PrefixFrom(netip.AddrFrom16(web6), 64).String() + " 02:42:ac:11:00:02 via 172.17.0.1",
+		"10.20.0.2/24", "port: isolated",
+		"ports 0.0.0.0:8080->80/tcp [::]:8080->80/tcp 127.0.0.1:8081->80/tcp",
 		"foreign bridge docker0", "172.31.255.1/24", "not ctnet's",
 		"vethdeadbee on ctnet0: no endpoint in the store owns it",
 		"map ports4_any: tcp *:8080 -> 172.17.0.2:80 is missing",

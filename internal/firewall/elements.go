@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -21,6 +22,13 @@ type Network struct {
 	// routed without filtering). Off, only published ports and replies to
 	// the containers' own connections enter the bridge from outside.
 	RoutedIngress bool
+
+	// PublishedIPv6 is, on a network without IPv6, the private /64 (ULA)
+	// whose addresses its containers take only as the DNAT target of IPv6
+	// clients of published ports: the firewall masquerades that traffic to
+	// the gateway's address and drops any other IPv6 from the bridge to
+	// elsewhere. It is one of the network's subnets for hairpin traffic.
+	PublishedIPv6 *net.IPNet
 
 	// AllowSpoofing turns off the binding of each endpoint's port to its
 	// MAC and addresses (see Endpoint): its containers may send with any
@@ -108,7 +116,15 @@ func (n Network) elements() ([]element, error) {
 	if n.RoutedIngress {
 		els = append(els, element{set: setRouted, key: br})
 	}
-	for _, sn := range n.Subnets {
+	subnets := n.Subnets
+	if n.PublishedIPv6 != nil {
+		if n.PublishedIPv6.IP.To4() != nil {
+			return nil, fmt.Errorf("network on %s: published IPv6 subnet %v is not IPv6", n.Bridge, n.PublishedIPv6)
+		}
+		els = append(els, element{set: setDNAT6, key: br})
+		subnets = append(slices.Clip(subnets), n.PublishedIPv6)
+	}
+	for _, sn := range subnets {
 		first := sn.IP.Mask(sn.Mask)
 		if first == nil {
 			return nil, fmt.Errorf("network on %s: subnet %v: bad mask", n.Bridge, sn)
@@ -131,7 +147,7 @@ func (n Network) elements() ([]element, error) {
 
 // networkFlagSets are the sets a network's bridge may be in besides bridges
 // and bridge_pairs: removing a network removes it from all of them.
-var networkFlagSets = []*setSpec{setMasq, setInternal, setNoICC, setRouted}
+var networkFlagSets = []*setSpec{setMasq, setInternal, setNoICC, setRouted, setDNAT6}
 
 func (ep Endpoint) String() string {
 	return fmt.Sprintf("endpoint %s on %s", ep.Port, ep.Bridge)

@@ -151,6 +151,17 @@ var (
 		RoutedIngress: true, AllowSpoofing: true}
 	someNets = []Network{netDefault, netNoICC, netRouted}
 
+	// An IPv4-only network whose published ports answer IPv6 clients.
+	netV4Only = Network{Bridge: "ctnet4", Subnets: []*net.IPNet{cidr("10.92.0.0/24")}, Masquerade: true, ICC: true,
+		PublishedIPv6: cidr("fd6e:7f21:9a00:1::/64")}
+	v4OnlyEndpoint = Endpoint{Port: "veth0000005", Bridge: "ctnet4", MAC: mac("02:42:0a:5c:00:02"),
+		IPs: []net.IP{net.ParseIP("10.92.0.2"), net.ParseIP("fd6e:7f21:9a00:1::a5c:2")}}
+	v4OnlyPorts = []Port{
+		{Proto: "tcp", HostIP: net.ParseIP("0.0.0.0"), HostPort: 8080, ContainerIP: net.ParseIP("10.92.0.2"), ContainerPort: 80, Bridge: "ctnet4"},
+		{Proto: "tcp", HostIP: net.ParseIP("::"), HostPort: 8080, ContainerIP: net.ParseIP("fd6e:7f21:9a00:1::a5c:2"), ContainerPort: 80, Bridge: "ctnet4"},
+		{Proto: "udp", HostIP: net.ParseIP("2001:db8:113::2"), HostPort: 5353, ContainerIP: net.ParseIP("fd6e:7f21:9a00:1::a5c:2"), ContainerPort: 53, Bridge: "ctnet4"},
+	}
+
 	someEndpoints = []Endpoint{
 		{Port: "veth0000001", Bridge: "ctnet0", MAC: mac("02:42:0a:58:00:02"), IPs: []net.IP{net.ParseIP("10.88.0.2")}},
 		{Port: "veth0000002", Bridge: "ctnet0", MAC: mac("02:42:0a:58:00:03"), IPs: []net.IP{net.ParseIP("10.88.0.3")}},
@@ -197,6 +208,7 @@ func TestGolden(t *testing.T) {
 		{"three-networks", []Network{netDefault, netInternal, netNoICC}, nil, nil},
 		{"ports", []Network{netDefault, netNoICC}, nil, somePorts},
 		{"endpoints", someNets, someEndpoints, somePorts},
+		{"published-ipv6", []Network{netV4Only}, []Endpoint{v4OnlyEndpoint}, v4OnlyPorts},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,7 +299,7 @@ func TestEnsureRepairs(t *testing.T) {
 			"add element bridge ctnet guarded_ports { \"veth9\" }"},
 			[]string{"removed 2 endpoint elements"}},
 		{"rule deleted", []string{"flush chain inet ctnet forward"},
-			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 8)", nets, ports}},
+			[]string{"rebuilt table inet ctnet (chain forward has 0 rules, want 9)", nets, ports}},
 		{"chain added", []string{"add chain inet ctnet extra"},
 			[]string{"rebuilt table inet ctnet (9 chains, want 8)", nets, ports}},
 		{"policy changed", []string{"add chain inet ctnet forward { type filter hook forward priority filter; policy drop; }"},

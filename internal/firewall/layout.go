@@ -98,6 +98,7 @@ var (
 	setNoICC    = &setSpec{table: inetTable, name: "noicc_bridges", key: ifnameType}    // ports may not talk to each other
 	setRouted   = &setSpec{table: inetTable, name: "routed_bridges", key: ifnameType}   // the outside may open connections to any port
 	setPairs    = &setSpec{table: inetTable, name: "bridge_pairs", key: ifnamePair}     // "br . br" for every bridge: matches iif == oif
+	setDNAT6    = &setSpec{table: inetTable, name: "dnat6_bridges", key: ifnameType}    // IPv4-only: IPv6 only as the DNAT target of published ports
 	setSubnets4 = &setSpec{table: inetTable, name: "subnets4", key: addr4IfName, interval: true}
 	setSubnets6 = &setSpec{table: inetTable, name: "subnets6", key: addr6IfName, interval: true}
 	mapPorts4   = &setSpec{table: inetTable, name: "ports4_addr", key: addr4PrtPort, data: addr4Port, kind: kindPort} // ip daddr . l4proto . dport : addr . port
@@ -124,7 +125,7 @@ type tableSpec struct {
 }
 
 var tableSpecs = []*tableSpec{
-	{table: inetTable, chains: inetChains, sets: []*setSpec{setBridges, setMasq, setInternal, setNoICC, setRouted, setPairs,
+	{table: inetTable, chains: inetChains, sets: []*setSpec{setBridges, setMasq, setInternal, setNoICC, setRouted, setPairs, setDNAT6,
 		setSubnets4, setSubnets6, mapPorts4, mapPorts4A, mapPorts6, mapPorts6A}},
 	{table: bridgeTable, chains: bridgeChains, sets: []*setSpec{setPorts, setGuarded, setMACs, setAddrs4, setAddrs6}},
 }
@@ -247,6 +248,13 @@ var inetChains = []chainSpec{
 			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV6), payload(expr.PayloadBaseNetworkHeader, 8, 16, 1),
 				meta(expr.MetaKeyOIFNAME, 2), lookup(1, s[setSubnets6], false), &expr.Masq{})
 		}},
+		// IPv6 clients of an IPv4-only network's published ports reach its
+		// containers' private addresses (Network.PublishedIPv6), which have
+		// no route back to them: the gateway's private address is the source.
+		{"IPv6 to an IPv4-only network", func(s sets) []expr.Any {
+			return cat(ctStatus(ctDNAT), nfproto(unix.NFPROTO_IPV6),
+				meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setDNAT6], false), &expr.Masq{})
+		}},
 		// Ports published on 127.0.0.1 leave with a loopback source (needs
 		// route_localnet on the bridge); the container could not answer it.
 		{"from host loopback", func(s sets) []expr.Any {
@@ -277,6 +285,13 @@ var inetChains = []chainSpec{
 		}},
 		{"internal network", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyOIFNAME, 1), lookup(1, s[setInternal], false), verdict(expr.VerdictDrop, ""))
+		}},
+		// Its containers' private IPv6 addresses exist for published ports;
+		// a container that routed other IPv6 traffic with them would get past
+		// the network's having no IPv6.
+		{"IPv4-only network: IPv6 of published ports only", func(s sets) []expr.Any {
+			return cat(nfproto(unix.NFPROTO_IPV6), meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setDNAT6], false),
+				ctStatusNone(ctDNAT), verdict(expr.VerdictDrop, ""))
 		}},
 		{"between networks", func(s sets) []expr.Any {
 			return cat(meta(expr.MetaKeyIIFNAME, 1), lookup(1, s[setBridges], false),
@@ -561,7 +576,15 @@ func ctBits(key expr.CtKey, bits uint32) []expr.Any {
 }
 
 func ctStatus(bits uint32) []expr.Any { return ctBits(expr.CtKeySTATUS, bits) }
-func ctState(bits uint32) []expr.Any  { return ctBits(expr.CtKeySTATE, bits) }
+
+func ctState(bits uint32) []expr.Any { return ctBits(expr.CtKeySTATE, bits) }
+
+// ctStatusNone matches when none of bits is set.
+func ctStatusNone(bits uint32) []expr.Any {
+	e := ctBits(expr.CtKeySTATUS, bits)
+	e[2].(*expr.Cmp).Op = expr.CmpOpEq
+	return e
+}
 
 func fibDaddrLocal() []expr.Any {
 	return []expr.Any{&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true}, cmpEq(1, rtnLocal)}

@@ -162,7 +162,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 		if err := s.pickMAC(tx, n, a, mac); err != nil {
 			return wrapWhat(what, err)
 		}
-		if a.Ports, err = s.reservePorts(tx, n, a, spec.Ports); err != nil {
+		if a.Ports, err = s.reservePorts(tx, n, a, spec.Ports, true); err != nil {
 			return err
 		}
 		return store.PutJSON(tx, store.Endpoints, a.key(), a)

@@ -327,7 +327,7 @@ func (s *Service) publishEndpoint(ctx context.Context, owner Owner, network stri
 			return err
 		}
 		what := fmt.Sprintf("endpoint %s on network %q", ShortID(a.ID), n.Name)
-		ms, err := s.reservePorts(tx, n, a, ports)
+		ms, err := s.reservePorts(tx, n, a, ports, false)
 		if err != nil {
 			return wrapWhat(what, err)
 		}

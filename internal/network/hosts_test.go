@@ -176,7 +176,7 @@ func TestHostsShareOneStore(t *testing.T) {
 	if xa.IPv4 == xb.IPv4 || xa.Host != hostA || xb.Host != hostB {
 		t.Errorf("attachments %v on %s, %v on %s", xa.IPv4, xa.Host, xb.IPv4, xb.Host)
 	}
-	if got := keys(st, store.Ports); !slices.Equal(got, []string{hostA + "/tcp/8080/0.0.0.0", hostB + "/tcp/8080/0.0.0.0"}) {
+	if got := keys(st, store.Ports); !slices.Equal(got, []string{hostA + "/tcp/8080/0.0.0.0", hostA + "/tcp/8080/::", hostB + "/tcp/8080/0.0.0.0", hostB + "/tcp/8080/::"}) {
 		t.Errorf("ports: %v", got)
 	}
 	b.k.addNS("/ns/y")
@@ -389,7 +389,7 @@ func TestReapAndRestore(t *testing.T) {
 	if len(info.Attachments) != 19 || byAddr[bt.IPv4.String()] != bt.Name {
 		t.Errorf("after restore: %v", byAddr)
 	}
-	if got := keys(st, store.Ports); len(got) != 18 {
+	if got := keys(st, store.Ports); len(got) != 36 { // 18 ports on 0.0.0.0 and ::
 		t.Errorf("ports after restore: %v", got)
 	}
 	if m := keys(st, store.Meta); slices.ContainsFunc(m, func(k string) bool { return strings.HasPrefix(k, reapedPrefix) }) {
@@ -482,6 +482,7 @@ func TestSingleHostKeys(t *testing.T) {
 		"networks/bridge",
 		"networks/web",
 		"ports/tcp/8080/0.0.0.0",
+		"ports/tcp/8080/::",
 	}
 	got := slices.Sorted(maps.Keys(ts.st.Dump()))
 	got = slices.DeleteFunc(got, func(k string) bool { return strings.HasPrefix(k, "meta/last/") && !strings.Contains(k, a.NetworkID) })

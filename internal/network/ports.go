@@ -77,13 +77,17 @@ func ephemeralRange() (uint16, uint16) {
 
 // reservePorts chooses host ports for open mappings, checks every one
 // against other attachments and host listeners, and records them for a.
-func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []portspec.Mapping) ([]portspec.Mapping, error) {
+// Ports on every address are published on 0.0.0.0 and ::, as Docker does;
+// on a network without IPv6 the driver serves IPv6 clients through an
+// address the container takes when it joins (joining: a is not joined yet),
+// so an endpoint joined already publishes IPv4 only.
+func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []portspec.Mapping, joining bool) ([]portspec.Mapping, error) {
 	if len(ms) == 0 {
 		return nil, nil
 	}
 	for _, m := range ms {
-		if m.HostIP.Is6() && !m.HostIP.IsLoopback() && !n.IPv6 {
-			return nil, errdefs.Field("publish", fmt.Sprintf("port %s: the network has no IPv6, so the container has no IPv6 address to forward to; use a network made with --ipv6, or an IPv4 host address", m))
+		if m.HostIP.Is6() && !m.HostIP.IsLoopback() && !n.IPv6 && !joining {
+			return nil, errdefs.Field("publish", fmt.Sprintf("port %s: the network has no IPv6 and the endpoint is joined already, so it has no IPv6 address to forward to; publish the port when connecting, use a network made with --ipv6, or an IPv4 host address", m))
 		}
 	}
 	self := a.key()
@@ -93,7 +97,7 @@ func (s *Service) reservePorts(tx store.Tx, n *Network, a *Attachment, ms []port
 	if err != nil {
 		return nil, &errdefs.Error{Kind: errdefs.Conflict, Field: "publish", Msg: "publish: " + err.Error(), Err: err}
 	}
-	ms = portspec.ExpandFamilies(ms, n.IPv6)
+	ms = portspec.ExpandFamilies(ms, n.IPv6 || joining)
 	for _, m := range ms {
 		if key := portOwner(tx, a.Host, m, self); key != "" {
 			who := "another endpoint"

@@ -329,8 +329,10 @@ func (s *Service) checkHeldPorts(logf driver.Logf) error {
 		return err
 	}
 	for _, a := range atts {
+		told := map[uint16]bool{} // a port on 0.0.0.0 and :: is one warning
 		for _, m := range a.Ports {
-			if m.Proto == "tcp" && listen[m.HostPort] {
+			if m.Proto == "tcp" && listen[m.HostPort] && !told[m.HostPort] {
+				told[m.HostPort] = true
 				logf("warning: a host process listens on tcp port %d, which %s publishes: connections from outside reach the container, not it; stop it or publish another port", m.HostPort, a.Describe())
 			}
 		}

@@ -68,7 +68,8 @@ func TestLifecycle(t *testing.T) {
 	if a.IPv4.String() != "10.10.0.2/24" || b.IPv4.String() != "10.10.0.3/24" || a.IfName != "eth0" || a.MAC.String() != "02:42:0a:0a:00:02" {
 		t.Errorf("attachments %v %s %s, %v", a.IPv4, a.IfName, a.MAC, b.IPv4)
 	}
-	if len(a.Ports) != 1 || a.Ports[0].HostPort != 8080 || a.Owner != NetNS(ts.k.NamespaceKey("/ns/a")) {
+	// Every address is 0.0.0.0 and ::, as Docker publishes on an IPv4-only network.
+	if len(a.Ports) != 2 || a.Ports[0].HostPort != 8080 || a.Ports[1].HostIP != netip.IPv6Unspecified() || a.Owner != NetNS(ts.k.NamespaceKey("/ns/a")) {
 		t.Errorf("ports %v owner %v", a.Ports, a.Owner)
 	}
 	if _, err := ts.Attach(ctx, AttachSpec{Network: "web", NetNS: "/ns/b", Ports: ports("8080:80")}); !errdefs.Is(err, errdefs.Conflict) {

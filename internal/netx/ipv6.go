@@ -18,9 +18,11 @@ import (
 // address or route was made that would need tearing down. /proc/sys/net acts
 // on the opener's namespace, hence the thread visits both namespaces.
 func tuneIPv6(h *Handle, s VethSpec) error {
-	write := writeDisableIPv6
+	write, peerWrite := writeDisableIPv6, writeDisableIPv6
 	if !s.DisableIPv6 {
-		write = writeNoRA
+		write, peerWrite = writeNoRA, writeNoRA
+	} else if s.PeerIPv6 {
+		peerWrite = writeNoRA
 	}
 	return inNamespaces(func(enter func(netns.NsHandle) error) error {
 		if err := enter(h.NS()); err != nil {
@@ -32,7 +34,7 @@ func tuneIPv6(h *Handle, s VethSpec) error {
 		if err := enter(s.PeerNS); err != nil {
 			return err
 		}
-		return write(s.PeerName)
+		return peerWrite(s.PeerName)
 	})
 }
 

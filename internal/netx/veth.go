@@ -18,6 +18,7 @@ type VethSpec struct {
 	MasterIndex int              // bridge to enslave the host end to (0 = none)
 	PeerMAC     net.HardwareAddr // optional
 	DisableIPv6 bool             // IPv4-only network: no IPv6 on either end
+	PeerIPv6    bool             // with DisableIPv6: IPv6 stays on the peer (without router advertisements)
 	NoRA        bool             // neither end takes router advertisements (IPv6 left on)
 }
 

@@ -28,6 +28,7 @@ type Tables struct {
 	Internal map[string]bool           `json:"internal_bridges,omitempty"` // no forwarding in or out
 	NoICC    map[string]bool           `json:"noicc_bridges,omitempty"`    // ports may not talk to each other
 	Routed   map[string]bool           `json:"routed_bridges,omitempty"`   // the outside may open any port
+	DNAT6    map[string]bool           `json:"dnat6_bridges,omitempty"`    // IPv4-only: IPv6 clients of published ports via a private /64
 	Subnets  map[string][]netip.Prefix `json:"subnets,omitempty"`          // bridge → its subnets (subnets4/6)
 	Ports    []PortMap                 `json:"ports,omitempty"`            // the four DNAT maps
 
@@ -57,8 +58,10 @@ func (p PortMap) String() string {
 		netip.AddrPortFrom(p.ContainerIP, p.ContainerPort))
 }
 
-// Key is what identifies the element in its map (one host port, one address).
-func (p PortMap) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.HostIP, p.HostPort) }
+// Key is what identifies the element: its map (a family), one host port, one address.
+func (p PortMap) Key() string {
+	return fmt.Sprintf("%s/%s/%s/%d", p.Map, p.Proto, p.HostIP, p.HostPort)
+}
 
 // FromFirewall is the element a firewall.Port becomes.
 func FromFirewall(fp firewall.Port) PortMap {
@@ -94,7 +97,7 @@ func ReadTables(nsFd int) (*Tables, error) {
 	}
 	t := &Tables{
 		Bridges: map[string]bool{}, Masq: map[string]bool{}, Internal: map[string]bool{}, NoICC: map[string]bool{},
-		Routed: map[string]bool{}, Subnets: map[string][]netip.Prefix{}, Endpoints: map[string]bool{},
+		Routed: map[string]bool{}, DNAT6: map[string]bool{}, Subnets: map[string][]netip.Prefix{}, Endpoints: map[string]bool{},
 		Guarded: map[string]bool{}, MACs: map[string][]string{}, Addrs: map[string][]netip.Addr{},
 	}
 	inet := &nftables.Table{Name: firewall.TableName, Family: nftables.TableFamilyINet}
@@ -125,7 +128,7 @@ func ReadTables(nsFd int) (*Tables, error) {
 	var errs []error
 	if t.Inet {
 		for name, m := range map[string]map[string]bool{"bridges": t.Bridges, "masq_bridges": t.Masq,
-			"internal_bridges": t.Internal, "noicc_bridges": t.NoICC, "routed_bridges": t.Routed} {
+			"internal_bridges": t.Internal, "noicc_bridges": t.NoICC, "routed_bridges": t.Routed, "dnat6_bridges": t.DNAT6} {
 			errs = append(errs, read(inet, name, func(e nftables.SetElement) { m[ifname(e.Key)] = true }))
 		}
 		for _, fam := range []int{4, 16} {

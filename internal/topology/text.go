@@ -79,6 +79,9 @@ func (p *printer) network(n Network) {
 	if !n.AntiSpoofing {
 		facts = append(facts, "anti-spoofing off")
 	}
+	if n.PublishedIPv6 != "" {
+		facts = append(facts, "IPv6 clients of published ports DNATed into "+n.PublishedIPv6)
+	}
 	p.wrap("    ", "    ", strings.Fields(strings.Join(facts, ", ")))
 	if n.Bridge == nil {
 		p.line("└─ bridge %s MISSING from the kernel", n.Device)

@@ -69,6 +69,9 @@ type Network struct {
 	ICC          bool `json:"icc"`
 	Routed       bool `json:"routed_ingress"`
 	AntiSpoofing bool `json:"anti_spoofing"`
+	// PublishedIPv6 is the private /64 through which an IPv4-only network's
+	// containers take IPv6 clients of their published ports (in dnat6_bridges).
+	PublishedIPv6 string `json:"published_ipv6,omitempty"`
 	// Bridge is the kernel's device, nil when it is missing.
 	Bridge    *Bridge    `json:"bridge"`
 	Device    string     `json:"device"`
@@ -294,6 +297,14 @@ func (g *gatherer) network(info network.NetworkInfo) Network {
 	what := fmt.Sprintf("network %q", info.Name)
 	n.InTable = g.tabs.Bridges[dev]
 	n.Masquerade, n.ICC, n.Routed = g.tabs.Masq[dev], !g.tabs.NoICC[dev], g.tabs.Routed[dev]
+	var private6 netip.Prefix // the table's subnet of the bridge that is none of the network's
+	if g.tabs.DNAT6[dev] {
+		for _, p := range g.tabs.Subnets[dev] {
+			if p.Addr().Is6() && !slices.ContainsFunc(info.Subnets, func(s network.Subnet) bool { return s.Subnet == p }) {
+				private6, n.PublishedIPv6 = p, p.String()
+			}
+		}
+	}
 	if l := g.byName[dev]; l == nil {
 		if info.Pending == "" {
 			g.drift("store", what, "its bridge %s is missing from the kernel (`ctnet system reconcile` recreates it)", dev)
@@ -317,6 +328,9 @@ func (g *gatherer) network(info network.NetworkInfo) Network {
 				if !slices.Contains(n.Bridge.Addrs, gw) {
 					g.drift("store", "bridge "+dev, "gateway address %s is missing", gw)
 				}
+			}
+			if gw := netip.PrefixFrom(private6.Addr().Next(), private6.Bits()).String(); private6.IsValid() && !slices.Contains(n.Bridge.Addrs, gw) {
+				g.drift("store", "bridge "+dev, "gateway address %s of IPv6 clients of published ports is missing", gw)
 			}
 		}
 	}
@@ -486,6 +500,7 @@ func (g *gatherer) firewallDrift() {
 		flag("internal_bridges", t.Internal, n.Internal)
 		flag("noicc_bridges", t.NoICC, !n.ICC)
 		flag("routed_bridges", t.Routed, n.RoutedIngress)
+		flag("dnat6_bridges", t.DNAT6, n.PublishedIPv6 != nil)
 	}
 	for b := range t.Bridges {
 		if !bridges[b] {

@@ -44,7 +44,7 @@ const (
 	OptAntiSpoofing = "ctnet.bridge.anti_spoofing"
 )
 
-var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquerade: true, OptMTU: true, OptGatewayMode: true, OptAntiSpoofing: true}
+var knownOptions = map[string]bool{OptBridgeName: true, OptICC: true, OptMasquerade: true, OptMTU: true, OptGatewayMode: true, OptAntiSpoofing: true, OptPublishedIPv6: true}
 
 // DefaultBridge is the device of the default network, as docker0 is Docker's.
 const DefaultBridge = "ctnet0"
@@ -119,6 +119,9 @@ func (d *Driver) plan(n *driver.Network, others []driver.Network) error {
 	if err := netx.ValidIfName(n.Device); err != nil {
 		return &errdefs.Error{Kind: errdefs.Invalid, Field: optionField(OptBridgeName), Msg: "bridge name: " + err.Error(), Err: err}
 	}
+	if err := planPublishedIPv6(n, others); err != nil {
+		return err
+	}
 	for _, o := range others {
 		if o.Device == n.Device {
 			return &errdefs.Error{Kind: errdefs.Conflict, Field: optionField(OptBridgeName), Msg: fmt.Sprintf("bridge %s is already used by network %q", n.Device, o.Name)}
@@ -160,13 +163,21 @@ func rules(n driver.Network) firewall.Network {
 	for _, s := range n.Subnets {
 		f.Subnets = append(f.Subnets, netx.IPNet(s.Prefix.Masked()))
 	}
+	if p := publishedIPv6(n); p.IsValid() {
+		f.PublishedIPv6 = netx.IPNet(p)
+	}
 	return f
 }
 
+// gateways are the bridge's addresses: each subnet's gateway, and on an
+// IPv4-only network the first address of its private IPv6 /64.
 func gateways(n driver.Network) []*net.IPNet {
 	var out []*net.IPNet
 	for _, s := range n.Subnets {
 		out = append(out, &net.IPNet{IP: s.Gateway.AsSlice(), Mask: net.CIDRMask(s.Prefix.Bits(), s.Prefix.Addr().BitLen())})
+	}
+	if p := publishedIPv6(n); p.IsValid() {
+		out = append(out, &net.IPNet{IP: publishedIPv6Gateway(p).AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)})
 	}
 	return out
 }
@@ -266,7 +277,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if err != nil {
 		return err
 	}
-	if err := netx.ConfigureIface(ns, ifaceConfig(ep)); err != nil {
+	if err := netx.ConfigureIface(ns, ifaceConfig(n, ep)); err != nil {
 		undo()
 		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
@@ -335,14 +346,18 @@ func vethSpec(n driver.Network, ep driver.Endpoint, master int, peerNS netns.NsH
 		MasterIndex: master,
 		PeerMAC:     ep.MAC,
 		DisableIPv6: !n.IPv6,
+		PeerIPv6:    endpointIPv6(n, ep).IsValid(),
 		NoRA:        true,
 	}
 }
 
 // ifaceConfig is the inner end's configuration.
-func ifaceConfig(ep driver.Endpoint) netx.IfaceConfig {
+func ifaceConfig(n driver.Network, ep driver.Endpoint) netx.IfaceConfig {
 	cfg := netx.IfaceConfig{Name: ep.IfName}
 	for _, a := range ep.Addrs {
+		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
+	}
+	if a := endpointIPv6(n, ep); a.IsValid() {
 		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
 	}
 	for _, gw := range ep.Gateways {
@@ -406,6 +421,9 @@ func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint
 func endpointRules(n driver.Network, ep driver.Endpoint) firewall.Endpoint {
 	f := firewall.Endpoint{Port: ep.HostIf, Bridge: n.Device, MAC: ep.MAC}
 	for _, a := range ep.Addrs {
+		f.IPs = append(f.IPs, a.Addr().AsSlice())
+	}
+	if a := endpointIPv6(n, ep); a.IsValid() {
 		f.IPs = append(f.IPs, a.Addr().AsSlice())
 	}
 	return f

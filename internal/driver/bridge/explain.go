@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,7 +45,11 @@ func (d *Driver) ExplainCreateNetwork(n driver.Network) ([]driver.Command, error
 	for _, gw := range gateways(n) {
 		args := append([]string{"ip", "addr", "add", gw.String()}, addrFlags(gw)...)
 		args = append(args, "dev", br)
-		out = append(out, driver.Cmd("the gateway", args...))
+		why := "the gateway"
+		if p := publishedIPv6(n); p.IsValid() && gw.IP.To4() == nil {
+			why = fmt.Sprintf("an IPv4-only network: IPv6 clients of published ports reach its containers in the private %s, from this address", p)
+		}
+		out = append(out, driver.Cmd(why, args...))
 	}
 	out = append(out, driver.Cmd("how ctnet knows its own bridges", "ip", "link", "set", br, "alias", AliasPrefix+n.Name))
 	out = append(out, driver.Cmd("routing on", sysctl("/proc/sys/net/ipv4/ip_forward", "1")...))
@@ -92,6 +97,10 @@ func (d *Driver) ExplainJoin(n driver.Network, ep driver.Endpoint, sb driver.San
 	out = append(out, driver.Cmd(fmt.Sprintf("the pair in one request: %s born inside the namespace under its final name, the host end up on %s",
 		s.PeerName, n.Device), veth...))
 	switch {
+	case s.DisableIPv6 && s.PeerIPv6:
+		out = append(out,
+			driver.Cmd("an IPv4-only network: no IPv6 on the bridge port", sysctl("/proc/sys/net/ipv6/conf/"+s.HostName+"/disable_ipv6", "1")...),
+			driver.Cmd("the container takes IPv6 clients of its published ports, no router advertisements", in(sysctl("/proc/sys/net/ipv6/conf/"+s.PeerName+"/accept_ra", "0")...)...))
 	case s.DisableIPv6:
 		out = append(out,
 			driver.Cmd("an IPv4-only network: no IPv6 on either end", sysctl("/proc/sys/net/ipv6/conf/"+s.HostName+"/disable_ipv6", "1")...),
@@ -108,7 +117,7 @@ func (d *Driver) ExplainJoin(n driver.Network, ep driver.Endpoint, sb driver.San
 	if hairpin {
 		out = append(out, driver.Cmd("br_netfilter is loaded: a packet DNATed back to its own port must be let out of it", "bridge", "link", "set", "dev", s.HostName, "hairpin", "on"))
 	}
-	cfg := ifaceConfig(ep)
+	cfg := ifaceConfig(n, ep)
 	out = append(out, driver.Cmd("inside the namespace", in("ip", "link", "set", "lo", "up")...))
 	for _, a := range cfg.Addrs {
 		args := in(append(append([]string{"ip", "addr", "add", a.String()}, addrFlags(a)...), "dev", cfg.Name)...)
@@ -152,7 +161,11 @@ func (d *Driver) ExplainPublish(n driver.Network, ep driver.Endpoint) ([]driver.
 		}
 		els = append(els, e)
 	}
-	out := nftCmds("add", "published ports are elements of the DNAT maps: no proxy, no rule per port", els)
+	var out []driver.Command
+	if endpointIPv6(n, ep).IsValid() {
+		out = append(out, driver.Cmd("IPv6 clients are DNATed to the container's private IPv6 address and forwarded", sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")...))
+	}
+	out = append(out, nftCmds("add", "published ports are elements of the DNAT maps: no proxy, no rule per port", els)...)
 	for _, lp := range p.lo {
 		out = append(out, driver.Note("[::1]:%d/%s -> %s: served by rewriting sockets (cgroup programs connect6, sendmsg6, recvmsg6, getpeername6); no command line does that",
 			lp.HostPort, lp.Proto, netip.AddrPortFrom(lp.ContainerIP, lp.ContainerPort)))
@@ -235,12 +248,17 @@ func networkElements(n firewall.Network) []element {
 	for _, f := range []struct {
 		on  bool
 		set string
-	}{{n.Masquerade, "masq_bridges"}, {n.Internal, "internal_bridges"}, {!n.ICC, "noicc_bridges"}, {n.RoutedIngress, "routed_bridges"}} {
+	}{{n.Masquerade, "masq_bridges"}, {n.Internal, "internal_bridges"}, {!n.ICC, "noicc_bridges"}, {n.RoutedIngress, "routed_bridges"},
+		{n.PublishedIPv6 != nil, "dnat6_bridges"}} {
 		if f.on {
 			els = append(els, element{"inet", f.set, br})
 		}
 	}
-	for _, sn := range n.Subnets {
+	subnets := n.Subnets
+	if n.PublishedIPv6 != nil {
+		subnets = append(slices.Clip(subnets), n.PublishedIPv6)
+	}
+	for _, sn := range subnets {
 		ones, bits := sn.Mask.Size()
 		set := "subnets6"
 		if bits == 32 {

@@ -33,7 +33,7 @@ func (p published) allLo() []loopback.Port { return append(slices.Clip(p.lo), p.
 // of a family the endpoint has no address of are left out, but [::1] reaches
 // an IPv4-only endpoint too. Ports on every address answer on [::1] only
 // where a cgroup2 hierarchy is there for it.
-func publishedPorts(bridge string, ep driver.Endpoint, loUsable bool) published {
+func publishedPorts(n driver.Network, ep driver.Endpoint, loUsable bool) published {
 	var out published
 	var v4, v6 netip.Addr
 	for _, a := range ep.Addrs {
@@ -43,15 +43,20 @@ func publishedPorts(bridge string, ep driver.Endpoint, loUsable bool) published 
 			v6 = a.Addr()
 		}
 	}
+	// On an IPv4-only network, IPv6 clients reach the container's address
+	// in the network's private /64; [::1] stays on IPv4.
+	private6 := endpointIPv6(n, ep).Addr()
 	for _, m := range ep.Ports {
-		ctr := v4
+		ctr, lctr := v4, v4
 		if m.HostIP.Is6() && v6.IsValid() {
-			ctr = v6
+			ctr, lctr = v6, v6
+		} else if m.HostIP.Is6() && private6.IsValid() {
+			ctr = private6
 		}
 		if !ctr.IsValid() {
 			continue
 		}
-		lp := loopback.Port{Proto: m.Proto, HostPort: m.HostPort, ContainerIP: ctr, ContainerPort: m.ContainerPort}
+		lp := loopback.Port{Proto: m.Proto, HostPort: m.HostPort, ContainerIP: lctr, ContainerPort: m.ContainerPort}
 		if m.HostIP.Is6() && m.HostIP.IsLoopback() {
 			out.lo = append(out.lo, lp)
 			continue
@@ -61,7 +66,7 @@ func publishedPorts(bridge string, ep driver.Endpoint, loUsable bool) published 
 		}
 		out.fw = append(out.fw, firewall.Port{
 			Proto: m.Proto, HostIP: m.HostIP.AsSlice(), HostPort: m.HostPort,
-			ContainerIP: ctr.AsSlice(), ContainerPort: m.ContainerPort, Bridge: bridge,
+			ContainerIP: ctr.AsSlice(), ContainerPort: m.ContainerPort, Bridge: n.Device,
 		})
 		// Every address includes [::1]; with both wildcards, the IPv6 one serves it.
 		if m.HostIP.IsUnspecified() && loUsable && loopback.Supported(m.Proto) &&
@@ -76,13 +81,19 @@ func publishedPorts(bridge string, ep driver.Endpoint, loUsable bool) published 
 
 func (d *Driver) ports(n driver.Network, ep driver.Endpoint) published {
 	_, loErr := d.sh.Loopback()
-	return publishedPorts(n.Device, ep, loErr == nil)
+	return publishedPorts(n, ep, loErr == nil)
 }
 
 // Publish programs the endpoint's ports: one batch of map elements, and the
 // [::1] entries.
 func (d *Driver) Publish(ctx context.Context, n driver.Network, ep driver.Endpoint) error {
 	ports := d.ports(n, ep)
+	if endpointIPv6(n, ep).IsValid() {
+		// DNATed IPv6 is forwarded to the bridge.
+		if err := d.enableForwarding(true); err != nil {
+			return err
+		}
+	}
 	if len(ports.fw) > 0 {
 		fw, err := d.sh.Firewall()
 		if err != nil {

@@ -41,7 +41,7 @@ func (d *Driver) Filter(s driver.State) driver.Filter {
 		f.Networks = append(f.Networks, rules(n.Network))
 		for _, ep := range n.Endpoints {
 			f.Endpoints = append(f.Endpoints, endpointRules(n.Network, ep.Endpoint))
-			p := publishedPorts(n.Device, ep.Endpoint, loErr == nil)
+			p := publishedPorts(n.Network, ep.Endpoint, loErr == nil)
 			f.Ports = append(f.Ports, p.fw...)
 			f.Loopback = append(f.Loopback, p.allLo()...)
 		}
