@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"math/rand"
+	"net/netip"
 	"os"
 	"regexp"
 	"sort"
@@ -286,6 +287,11 @@ func checkKernelMatchesStore(t *testing.T, s *sandbox.Sandbox, nss []*sandbox.NS
 			bits := c.Subnet[strings.Index(c.Subnet, "/"):]
 			gws = append(gws, c.Gateway+bits)
 			wantSubnets = append(wantSubnets, fmt.Sprintf("%s . %q", c.Subnet, br))
+		}
+		if p6 := n.Options["ctnet.bridge.published_ipv6_subnet"]; p6 != "" {
+			// the private /64 IPv6 clients of published ports are DNATed into
+			pfx := netip.MustParsePrefix(p6)
+			gws = append(gws, netip.PrefixFrom(pfx.Addr().Next(), pfx.Bits()).String())
 		}
 		sort.Strings(gws)
 		wantBridges = append(wantBridges, fmt.Sprintf("%s %v", br, gws))

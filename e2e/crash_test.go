@@ -362,6 +362,8 @@ var volatile = []struct {
 	{regexp.MustCompile(`\b[0-9a-f]{64}\b`), "<id>"},
 	{regexp.MustCompile(`\bveth[0-9a-f]{7}\b`), "veth<id>"},
 	{regexp.MustCompile(`\b[0-9a-f]{12}\b`), "<id12>"},
+	// a network's private /64 for IPv6 clients of published ports is derived from its id
+	{regexp.MustCompile(`\bfd[0-9a-f]{2}(:[0-9a-f]{1,4}){3}::`), "<ula64>::"},
 }
 
 func normalizeIDs(s string) string {
