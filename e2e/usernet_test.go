@@ -145,7 +145,34 @@ func TestLiveConnectDisconnect(t *testing.T) {
 	if out := s.MustCtnet("exec", "app", "cat", "/etc/hosts"); !strings.Contains(out, "10.61.0.50") {
 		t.Errorf("/etc/hosts after connect:\n%s", out)
 	}
+	// The default route goes where Docker puts it: "back" sorts before
+	// "front"; a later network sorting after both leaves it, one with a
+	// higher --gw-priority takes it; disconnecting the holder hands it on.
+	defaultVia := func(when, want string) {
+		t.Helper()
+		out := s.MustCtnet("exec", "app", "ip", "route") // busybox's ip has no "show default"
+		var defaults []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "default ") {
+				defaults = append(defaults, l)
+			}
+		}
+		if len(defaults) != 1 || !strings.HasPrefix(defaults[0], "default via "+want+" ") {
+			t.Errorf("default routes %s: %q, want one via %s", when, defaults, want)
+		}
+	}
+	defaultVia("after connecting back", "10.61.0.1")
+	s.MustCtnet("network", "create", "--subnet", "10.62.0.0/24", "zoo")
+	s.MustCtnet("network", "connect", "zoo", "app")
+	defaultVia("after connecting zoo", "10.61.0.1")
+	s.MustCtnet("network", "create", "--subnet", "10.63.0.0/24", "zpriority")
+	s.MustCtnet("network", "connect", "--gw-priority", "10", "zpriority", "app")
+	defaultVia("after connecting zpriority with --gw-priority 10", "10.63.0.1")
+	s.MustCtnet("network", "disconnect", "zpriority", "app")
+	defaultVia("after disconnecting zpriority", "10.61.0.1")
+	s.MustCtnet("network", "disconnect", "zoo", "app")
 	s.MustCtnet("network", "disconnect", "back", "app")
+	defaultVia("after disconnecting back", "10.60.0.1")
 	if out := s.MustCtnet("exec", "app", "ip", "-o", "link"); strings.Contains(out, "eth1") {
 		t.Errorf("eth1 still there:\n%s", out)
 	}

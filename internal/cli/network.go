@@ -378,7 +378,10 @@ func (a *app) networkConnectCmd() *cobra.Command {
 		Long: `Connect a running container, or any network namespace, to a network. A veth
 pair is made with its host end (veth + 7 hex) on the network's bridge and its
 inner end (eth0, eth1, …) inside the namespace, with an address, the bridge's
-MTU and a default route via the gateway (the first network's).`,
+MTU and a default route via the gateway. A namespace on several networks has
+its default route via the one with the highest --gw-priority, ties going to the
+network whose name sorts first (as Docker); disconnecting it hands the route to
+the next.`,
 		Example: `  ctnet network connect --alias db web mycontainer
   ip netns add demo && ctnet network connect bridge --netns /run/netns/demo
   ctnet network connect web --netns /proc/1234/ns/net --ip 10.10.0.50`,
@@ -415,6 +418,7 @@ MTU and a default route via the gateway (the first network's).`,
 	f.StringVar(&spec.IfName, "ifname", "", "interface name inside the namespace (default: first free ethN)")
 	f.StringVar(&spec.MAC, "mac-address", "", "MAC address (default: derived from the IPv4 address, as Docker)")
 	f.StringArrayVar(&spec.Aliases, "alias", nil, "network-scoped alias, resolved by the embedded DNS")
+	f.IntVar(&spec.GwPriority, "gw-priority", 0, "the network with the highest priority gives the namespace its default route")
 	return cmd
 }
 

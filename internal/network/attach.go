@@ -39,6 +39,9 @@ type AttachSpec struct {
 	Resolver *Resolver          // serve the embedded resolver in the namespace
 	Ports    []portspec.Mapping // to publish, host ports chosen here when open
 	Labels   map[string]string
+	// GwPriority: among the namespace's networks, the highest takes the
+	// default route; ties go to the name that sorts first (as Docker).
+	GwPriority int
 }
 
 // Attach connects a network namespace to a network: the driver's interface
@@ -79,7 +82,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	a := &Attachment{
 		ID: NewID(), Host: s.d.Host, Owner: spec.Owner, Name: spec.Name, NetNS: spec.NetNS, NetNSKey: ns.Key(),
 		IfName: spec.IfName, Aliases: spec.Aliases, DNSNames: spec.DNSNames, Resolver: spec.Resolver,
-		Labels: spec.Labels, Created: time.Now().UTC(), Pending: pendingAttach,
+		Labels: spec.Labels, GwPriority: spec.GwPriority, Created: time.Now().UTC(), Pending: pendingAttach,
 	}
 	if a.Owner == (Owner{}) {
 		a.Owner = NetNS(a.NetNSKey)
@@ -137,6 +140,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	}
 	a.HostIf = ep.HostIf
 
+	var peers []peer // the namespace's other attachments, for the default route
 	err = s.d.Store.Update(func(tx store.Tx) error {
 		now, err := s.findNetwork(tx, n.ID)
 		if err != nil {
@@ -154,6 +158,12 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 		for _, o := range mine {
 			if o.NetworkID == n.ID && o.NetNSKey == a.NetNSKey {
 				return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("%s: already attached as %s (%s)", what, o.IfName, addrOf(&o))}
+			}
+		}
+		peers = nil
+		if sharesRoutes(a.Owner) {
+			if peers, err = s.peersOf(tx, a, mine); err != nil {
+				return err
 			}
 		}
 		if err := s.allocate(tx, n, a, static, alloc); err != nil {
@@ -180,7 +190,7 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 	}()
 	dn := n.driverNet()
 	for tries := 1; ; tries++ {
-		ep = a.endpoint(n)
+		ep = routedEndpoint(a, n, peers)
 		err := d.Join(ctx, dn, ep, ns)
 		if err == nil {
 			break
@@ -482,6 +492,11 @@ func (s *Service) detach(ctx context.Context, spec DetachSpec) (dns bool, err er
 		if err := s.finishDetach(ctx, n, a, spec.NamespaceGoing); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s from network %q: %w", what, n.Name, err))
 			continue
+		}
+		if !spec.NamespaceGoing {
+			if err := s.handOverDefaultRoutes(a, n); err != nil {
+				errs = append(errs, &driver.Warning{Err: fmt.Errorf("detach %s from network %q: %w", what, n.Name, err)})
+			}
 		}
 		dns = dns || s.usesDNS(a)
 	}

@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/ctnet/ctnet/internal/driver"
@@ -139,3 +140,4 @@ func (p *plannedNS) HasLink(name string) (bool, error) {
 	return name == "lo", nil
 }
 func (p *plannedNS) NextIfName(prefix string) (string, error) { return prefix + "0", nil }
+func (p *plannedNS) SetDefaultRoute(string, netip.Addr) error { return nil }

@@ -35,6 +35,8 @@ type fakeNS struct {
 	path  string
 	key   string
 	links map[string]bool
+	// routes are the default routes: "4" or "6" -> "ifname gateway"
+	routes map[string]string
 }
 
 // addNS makes a namespace at path (again: a new one, as after a PID reuse).
@@ -105,6 +107,31 @@ func (n *fakeNS) NextIfName(prefix string) (string, error) {
 			return name, nil
 		}
 	}
+}
+
+func (n *fakeNS) SetDefaultRoute(ifname string, gw netip.Addr) error {
+	n.k.mu.Lock()
+	defer n.k.mu.Unlock()
+	if !n.links[ifname] {
+		return fmt.Errorf("link %q: not found", ifname)
+	}
+	n.setRoute(ifname, gw)
+	return nil
+}
+
+// setRoute is the kernel's RouteReplace of a default route; k.mu is held.
+func (n *fakeNS) setRoute(ifname string, gw netip.Addr) {
+	if n.routes == nil {
+		n.routes = map[string]string{}
+	}
+	n.routes[family(gw)] = ifname + " " + gw.String()
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "4"
+	}
+	return "6"
 }
 
 func (n *fakeNS) HasLink(name string) (bool, error) {
@@ -230,6 +257,9 @@ func (d *fakeDriver) Join(ctx context.Context, n driver.Network, ep driver.Endpo
 		return fmt.Errorf("%s exists in %s", ep.IfName, path)
 	}
 	d.eps[ep.HostIf] = path + " " + ep.IfName
+	for _, gw := range ep.Gateways {
+		ns.setRoute(ep.IfName, gw)
+	}
 	return nil
 }
 
@@ -244,6 +274,11 @@ func (d *fakeDriver) Leave(ctx context.Context, n driver.Network, ep driver.Endp
 		if ns := d.nsOf(path); ns != nil {
 			d.k.mu.Lock()
 			delete(ns.links, ifname)
+			for f, r := range ns.routes {
+				if strings.HasPrefix(r, ifname+" ") {
+					delete(ns.routes, f) // the kernel drops a link's routes with it
+				}
+			}
 			d.k.mu.Unlock()
 		}
 		delete(d.eps, ep.HostIf)

@@ -45,6 +45,11 @@ type Namespace interface {
 	Key() string
 	NextIfName(prefix string) (string, error)
 	HasLink(name string) (bool, error)
+	// SetDefaultRoute points the namespace's default route of gw's family
+	// at gw on the interface ifname. Which of a namespace's networks holds
+	// the default route is the service's choice (as Docker's), not a
+	// driver's: it spans the namespace's attachments.
+	SetDefaultRoute(ifname string, gw netip.Addr) error
 	Close()
 }
 
@@ -128,6 +133,10 @@ func (o *openNS) Handle() *netx.Handle { return o.h }
 func (o *openNS) Close()               { o.h.Close(); o.ns.Close() }
 
 func (o *openNS) NextIfName(prefix string) (string, error) { return netx.NextIfName(o.h, prefix) }
+
+func (o *openNS) SetDefaultRoute(ifname string, gw netip.Addr) error {
+	return netx.SetDefaultRoute(o.h, ifname, gw.AsSlice())
+}
 
 func (o *openNS) HasLink(name string) (bool, error) {
 	l, err := netx.LinkOrNil(o.h, name)

@@ -145,6 +145,9 @@ type Attachment struct {
 	IPv4      netip.Prefix `json:",omitzero"` // address with the subnet's length, as Docker shows it
 	IPv6      netip.Prefix `json:",omitzero"`
 	Aliases   []string     `json:",omitempty"` // network-scoped aliases
+	// GwPriority orders the networks of one namespace for its default
+	// route: the highest takes it (Docker's --gw-priority).
+	GwPriority int `json:",omitempty"`
 	// DNSNames are the names the embedded resolver answers with this
 	// attachment's addresses on its network (the first one also for PTR).
 	DNSNames []string `json:",omitempty"`

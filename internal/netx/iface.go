@@ -49,11 +49,29 @@ func ConfigureIface(ch *Handle, c IfaceConfig) error {
 		if gw == nil {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw, Dst: defaultDst(gw)}
-		// Replace keeps it idempotent and corrects a stale gateway.
-		if err := ch.RouteReplace(r); err != nil {
-			return fmt.Errorf("link %q: default route via %s: %w", c.Name, gw, err)
+		if err := replaceDefaultRoute(ch, l, gw); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// SetDefaultRoute makes the default route of gw's family in ch's namespace
+// go via gw on the link called name, wherever it went before.
+func SetDefaultRoute(ch *Handle, name string, gw net.IP) error {
+	l, err := ch.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("link %q: %w", name, err)
+	}
+	return replaceDefaultRoute(ch, l, gw)
+}
+
+func replaceDefaultRoute(ch *Handle, l netlink.Link, gw net.IP) error {
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw, Dst: defaultDst(gw)}
+	// Replace keeps it idempotent, corrects a stale gateway and takes the
+	// route over from another link.
+	if err := ch.RouteReplace(r); err != nil {
+		return fmt.Errorf("link %q: default route via %s: %w", l.Attrs().Name, gw, err)
 	}
 	return nil
 }
