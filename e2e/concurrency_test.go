@@ -200,7 +200,7 @@ func TestConcurrentMix(t *testing.T) {
 	}
 	nets := []string{"m0", "m1", "m2", "m3"}
 	targets := append([]string{"bridge"}, nets...)
-	expected := regexp.MustCompile(`already exists|not found|is in use|already attached|is not connected`)
+	expected := regexp.MustCompile(`already exists|No such network|has active endpoints|already attached|is not connected`)
 	workers, rounds := 8, 12
 	if os.Getenv("CTNET_TEST_FULL") == "1" {
 		workers, rounds = 16, 40
@@ -251,7 +251,7 @@ func TestConcurrentMix(t *testing.T) {
 		}
 	}
 	for _, n := range nets {
-		if _, e, err := s.Ctnet("network", "rm", n); err != nil && !strings.Contains(e, "not found") {
+		if _, e, err := s.Ctnet("network", "rm", n); err != nil && !strings.Contains(e, "No such network") {
 			t.Errorf("network rm %s after the mix: %v\n%s", n, err, e)
 		}
 	}

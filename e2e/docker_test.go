@@ -177,8 +177,9 @@ func (e *dockerEnv) sameEndpoints(name string) {
 func (e *dockerEnv) waitRenamed(name string) {
 	e.t.Helper()
 	waitFor(e.t, func() bool {
-		_, _, err := e.s.Ctnet("network", "inspect", name)
-		return err == nil
+		// By name, not by an id that happens to start with it ("db…").
+		out, _, err := e.s.Ctnet("network", "inspect", "-f", "{{.Name}}", name)
+		return err == nil && strings.TrimSpace(out) == name
 	}, "ctnet to learn the name "+name)
 }
 

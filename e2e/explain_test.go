@@ -253,7 +253,7 @@ func TestExplainChangesNothing(t *testing.T) {
 		{[]string{"explain", "network", "create", "--subnet", "10.99.0.0/33", "x"}, "10.99.0.0/33"},
 		{[]string{"explain", "network", "create", "--subnet", "172.17.5.0/24", "x"}, "overlaps"},
 		{[]string{"explain", "network", "create", "bridge"}, "already exists"},
-		{[]string{"explain", "network", "connect", "nosuch", "--netns", ns.NetPath()}, `network "nosuch" not found`},
+		{[]string{"explain", "network", "connect", "nosuch", "--netns", ns.NetPath()}, `No such network: nosuch`},
 		{[]string{"explain", "network", "connect", "bridge", "--netns", "/proc/1/ns/nosuch"}, "nosuch"},
 		{[]string{"explain", "network", "connect", "bridge", "--netns", ns.NetPath(), "--ip", "10.1.1.1"}, "10.1.1.1"},
 		{[]string{"explain", "network", "connect", "bridge", "nosuch"}, "nosuch"},

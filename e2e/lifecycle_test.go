@@ -60,7 +60,7 @@ func TestNetworkCreateInspectRm(t *testing.T) {
 			t.Errorf("endpoint %+v", c)
 		}
 	}
-	if _, e, err := s.Ctnet("network", "rm", "web"); err == nil || !strings.Contains(e, "in use") {
+	if _, e, err := s.Ctnet("network", "rm", "web"); err == nil || !strings.Contains(e, "has active endpoints") {
 		t.Errorf("rm of a network in use: err=%v %s", err, e)
 	}
 	s.MustCtnet("network", "disconnect", "web", "--netns", ns.NetPath())

@@ -59,7 +59,7 @@ func TestImagesLoadListRemove(t *testing.T) {
 	if out := s.MustCtnet("rmi", "saved/busybox:1.0"); !strings.HasPrefix(out, "Untagged: saved/busybox:1.0\nDeleted: sha256:") {
 		t.Errorf("rmi of the last name: %q", out)
 	}
-	if _, e, err := s.Ctnet("run", "--rm", "ocibox:2", "true"); err == nil || !strings.Contains(e, "not found") {
+	if _, e, err := s.Ctnet("run", "--rm", "ocibox:2", "true"); err == nil || !strings.Contains(e, "No such image: ocibox:2") {
 		t.Errorf("run of a removed image: %v %s", err, e)
 	}
 }

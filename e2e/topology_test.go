@@ -140,7 +140,7 @@ func TestTopology(t *testing.T) {
 	if out := s.MustCtnet("topology", "app"); strings.Contains(out, "ctnet0") || !strings.Contains(out, `network "app"`) {
 		t.Errorf("topology app:\n%s", out)
 	}
-	if _, e, err := s.Ctnet("topology", "nosuch"); err == nil || !strings.Contains(e, `network "nosuch" not found`) {
+	if _, e, err := s.Ctnet("topology", "nosuch"); err == nil || !strings.Contains(e, `No such network: nosuch`) {
 		t.Errorf("topology nosuch: %v %s", err, e)
 	}
 	if _, e, err := s.Ctnet("topology", "--format", "png"); err == nil || !strings.Contains(e, "--format") {

@@ -140,7 +140,7 @@ func findContainer(tx store.Tx, ref string) (*Container, error) {
 		}
 	}
 	if found == nil {
-		return nil, errdefs.New(errdefs.NotFound, fmt.Sprintf("container %q not found; list containers with `ctnet ps -a`", ref))
+		return nil, errdefs.New(errdefs.NotFound, fmt.Sprintf("No such container: %s; list containers with `ctnet ps -a`", ref))
 	}
 	return found, nil
 }
@@ -249,7 +249,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) (*Containe
 		return nil, err
 	}
 	if st, _ := rt.State(c.ID); st.Running && !force {
-		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q is running; stop it first (ctnet stop %s) or use ctnet rm -f", c.Name, c.Name))
+		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q: You cannot remove a running container %s. Stop the container before attempting removal (ctnet stop %s) or force remove (ctnet rm -f)", c.Name, c.ID, c.Name))
 	}
 	return c, m.remove(ctx, rt, c)
 }

@@ -144,7 +144,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 			return errdefs.Field("name", fmt.Sprintf("invalid container name %q: use letters, digits and _ . - (starting with a letter or digit)", c.Name))
 		}
 		if o, _ := findContainer(tx, c.Name); o != nil {
-			return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: fmt.Sprintf("the container name %q is already in use by container %s; remove it (ctnet rm %s) or pick another %s", c.Name, network.ShortID(o.ID), c.Name, errdefs.FieldToken)}
+			return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: fmt.Sprintf("Conflict. The container name %q is already in use by container %q; remove it (ctnet rm %s) or pick another %s", "/"+c.Name, o.ID, c.Name, errdefs.FieldToken)}
 		}
 		switch {
 		case mode == "host":
@@ -349,8 +349,8 @@ func (m *Manager) Connect(ctx context.Context, ref string, spec network.AttachSp
 	if err != nil {
 		return nil, err
 	}
-	if !c.OwnNS {
-		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q shares another namespace (--network %s) and cannot join networks of its own", c.Name, c.NetworkMode))
+	if err := connectable(c, spec.Network); err != nil {
+		return nil, err
 	}
 	if st, _ := rt.State(c.ID); !st.Running {
 		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q is not running; start it first", c.Name))
@@ -369,12 +369,33 @@ func (m *Manager) Connect(ctx context.Context, ref string, spec network.AttachSp
 	return a, m.refresh(rt, c)
 }
 
+// connectable refuses what Docker refuses, in Docker's words (scripts grep
+// them): the host and none modes are not networks to join or leave, and a
+// container sharing another's namespace has no interfaces of its own.
+func connectable(c *Container, net string) error {
+	conflict := func(msg string) error {
+		return errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q: %s", c.Name, msg))
+	}
+	switch {
+	case net == "host" || c.NetworkMode == "host":
+		return conflict("container cannot be disconnected from host network or connected to host network (run it again with or without --network host)")
+	case net == "none" || c.NetworkMode == "none":
+		return conflict("container cannot be connected to multiple networks with one of the networks in private (none) mode")
+	case !c.OwnNS:
+		return conflict(fmt.Sprintf("container sharing network namespace with another container or host cannot be connected to any other network (--network %s)", c.NetworkMode))
+	}
+	return nil
+}
+
 // Disconnect removes one network's interface from a container; its other
 // networks keep working.
 func (m *Manager) Disconnect(ctx context.Context, networkRef, ref string) error {
 	c, rt, err := m.containerRuntime(ref)
 	if err != nil {
 		return err
+	}
+	if networkRef == "host" || c.NetworkMode == "host" {
+		return connectable(c, networkRef)
 	}
 	if err := m.net.Detach(ctx, network.DetachSpec{Owner: network.Container(c.ID), Network: networkRef, What: c.what()}); err != nil {
 		return err

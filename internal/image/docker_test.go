@@ -547,8 +547,8 @@ func TestSaveRefused(t *testing.T) {
 		want string
 	}{
 		{nil, "name at least one image"},
-		{[]string{"nosuch"}, `image "nosuch:latest" not found`},
-		{[]string{"busybox", "nosuch:2"}, `image "nosuch:2" not found`},
+		{[]string{"nosuch"}, `No such image: nosuch:latest`},
+		{[]string{"busybox", "nosuch:2"}, `No such image: nosuch:2`},
 		{[]string{"host"}, "built-in host image"},
 		{[]string{"Bad:Name"}, "invalid reference format"},
 		{[]string{"busybox@sha256:" + strings.Repeat("0", 64)}, "digests are not supported"},
@@ -642,7 +642,7 @@ func TestTag(t *testing.T) {
 	}
 	before := snapshot(t, s.Dir())
 	for _, tc := range []struct{ source, target, want string }{
-		{"nosuch", "t", `image "nosuch:latest" not found`},
+		{"nosuch", "t", `No such image: nosuch:latest`},
 		{"host", "t", "built-in host image cannot be tagged"},
 		{"a", "host", "built-in host image's name"},
 		{"a", "host:latest", "built-in host image's name"},
@@ -702,7 +702,7 @@ func TestDelete(t *testing.T) {
 		{ref: "docker.io/library/bb:2", used: true, want: "Untagged: bb:2"}, // other names remain: a container does not matter
 		{ref: short, want: "conflict: unable to delete " + short + " (must be forced) - image is referenced in multiple repositories"},
 		{ref: bb.ID, used: true, running: true, force: true, want: "conflict: unable to delete " + short + " (cannot be forced) - image is being used by running container c0ffee"},
-		{ref: "nosuch", want: `image "nosuch:latest" not found`},
+		{ref: "nosuch", want: `No such image: nosuch:latest`},
 		{ref: "host", want: "built in and cannot be removed"},
 		{ref: "Bad", want: "must be lowercase"},
 		{ref: "bb:3", want: "Untagged: bb:3"},

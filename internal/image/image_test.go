@@ -93,7 +93,7 @@ func TestImport(t *testing.T) {
 		}
 	}
 	_, err = s.Get("nope")
-	if !errors.Is(err, image.ErrNotFound) || !strings.Contains(err.Error(), `image "nope:latest" not found; load it with`) {
+	if !errors.Is(err, image.ErrNotFound) || !strings.Contains(err.Error(), `No such image: nope:latest; load it with`) {
 		t.Errorf("Get(nope) error = %v", err)
 	}
 	list, err := s.List()

@@ -108,7 +108,7 @@ func TestRowsRefused(t *testing.T) {
 		{[]string{"dangling=maybe"}, "invalid filter 'dangling=[maybe]'"},
 		{[]string{"dangling=true", "dangling=false"}, "invalid filter 'dangling=[false true]'"},
 		{[]string{"dangling="}, "invalid filter 'dangling=[]'"},
-		{[]string{"before=nosuch"}, `filter before=nosuch: image "nosuch:latest" not found`},
+		{[]string{"before=nosuch"}, `filter before=nosuch: No such image: nosuch:latest`},
 		{[]string{"since=Bad"}, "must be lowercase"},
 		{[]string{"until=yesterday"}, "invalid value for 'until' filter"},
 		{[]string{"until="}, "invalid value for 'until' filter: failed to parse value as time or duration: value is empty"},

@@ -232,7 +232,7 @@ func lookup(imgs []Image, ref string) (int, error) {
 	if nameErr != nil {
 		return 0, nameErr
 	}
-	return 0, fmt.Errorf("image %q not found; load it with `ctnet image load -i FILE` or import one: %w", name, ErrNotFound)
+	return 0, fmt.Errorf("No such image: %s; load it with `ctnet image load -i FILE` or import one: %w", name, ErrNotFound)
 }
 
 // isIDPrefix tells whether ref named the image by (a prefix of) its id, not

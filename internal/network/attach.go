@@ -229,6 +229,9 @@ func (s *Service) attach(ctx context.Context, spec AttachSpec) (*Attachment, err
 
 // networkDriver finds a network and its driver.
 func (s *Service) networkDriver(ref string) (*Network, driver.Driver, error) {
+	if Predefined(ref) {
+		return nil, nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("%q is not a network to join but a mode of containers (`ctnet run --network %s`)", ref, ref))
+	}
 	var n *Network
 	err := s.d.Store.View(func(tx store.Tx) error {
 		var err error

@@ -359,8 +359,10 @@ func (s *Service) findNetwork(tx store.Tx, ref string) (*Network, error) {
 	return found, nil
 }
 
+// notFound says it in Docker's words ("No such network: web"), which
+// scripts grep, then what to do.
 func notFound(kind, ref, hint string) error {
-	return errdefs.New(errdefs.NotFound, fmt.Sprintf("%s %q not found; %s", kind, ref, hint))
+	return errdefs.New(errdefs.NotFound, fmt.Sprintf("No such %s: %s; %s", kind, ref, hint))
 }
 
 // IsNotFound reports whether err says an object does not exist.
@@ -405,7 +407,7 @@ func (s *Service) removeNetwork(ctx context.Context, ref string) error {
 			}
 		}
 		if len(users) > 0 {
-			return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("network %q is in use by %d endpoint(s) (%s); disconnect them or remove their containers first", n.Name, len(users), strings.Join(users, ", "))}
+			return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("network %q has active endpoints (%s); disconnect them or remove their containers first", n.Name, strings.Join(users, ", "))}
 		}
 		n.Pending, n.PendingHost = pendingRemove, s.d.Host
 		return store.PutJSON(tx, store.Networks, n.key(), n)

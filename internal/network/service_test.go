@@ -79,7 +79,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := ts.Attach(ctx, AttachSpec{Network: "web", NetNS: "/ns/c", Ports: ports("8080:80")}); err == nil || !strings.Contains(err.Error(), "already published by namespace /ns/a") {
 		t.Errorf("port conflict: %v", err)
 	}
-	if _, err := ts.RemoveNetworks(ctx, "web"); err == nil || !strings.Contains(err.Error(), "in use by 2") {
+	if _, err := ts.RemoveNetworks(ctx, "web"); err == nil || !strings.Contains(err.Error(), "has active endpoints (/ns/a, /ns/b)") {
 		t.Errorf("rm of a used network: %v", err)
 	}
 	k := ts.d.kernel()

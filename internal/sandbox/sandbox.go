@@ -75,9 +75,11 @@ func (n *NS) MustRun(name string, args ...string) string {
 	return out
 }
 
-// Ping sends one ICMP echo to addr from this namespace.
+// Ping asks addr for one ICMP echo reply from this namespace within 2 s,
+// sending again each second: a first echo lost while the neighbour is
+// resolved (or a switch learns) is not taken for unreachable.
 func (n *NS) Ping(addr string) error {
-	args := []string{"-c1", "-W2", addr}
+	args := []string{"-c1", "-w2", addr}
 	if strings.Contains(addr, ":") {
 		args = append([]string{"-6"}, args...)
 	}

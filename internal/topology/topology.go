@@ -561,7 +561,7 @@ func (t *Topology) Only(refs ...string) error {
 			}
 		}
 		if !found {
-			return fmt.Errorf("network %q not found; list networks with `ctnet network ls`", ref)
+			return fmt.Errorf("No such network: %s; list networks with `ctnet network ls`", ref)
 		}
 	}
 	var words []string
