@@ -185,7 +185,6 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"run", "--rm", "-p", "8081:80/sctpx", bb, "true"}, "sctpx"},
 		{[]string{"run", "--rm", "-p", "::1:8081:80", bb, "true"}, "::1"},
 		{[]string{"run", "--rm", "-p", "8080:80", bb, "true"}, "8080"}, // taken by one
-		{[]string{"run", "--rm", "-p", "8081:80", "--network", "host", bb, "true"}, "host"},
 		{[]string{"run", "--rm", "-p", "8081:80", "--network", "none", bb, "true"}, "none"},
 		// run: images, networks, names, addresses
 		{[]string{"run", "--rm", "nosuchimage", "true"}, "nosuchimage"},

@@ -76,7 +76,7 @@ func TestRunEtcFiles(t *testing.T) {
 	if len(parts) != 3 {
 		t.Fatalf("output: %s", out)
 	}
-	for _, want := range []string{"127.0.0.1\tlocalhost", "10.1.2.3\tdb", "172.17.0.2\tboxhost box"} {
+	for _, want := range []string{"127.0.0.1\tlocalhost", "10.1.2.3\tdb", "172.17.0.2\tboxhost\n"} {
 		if !strings.Contains(parts[0], want) {
 			t.Errorf("/etc/hosts lacks %q:\n%s", want, parts[0])
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/ctnet/ctnet/internal/errdefs"
 	"io"
 	"os"
 	"os/signal"
@@ -23,9 +24,23 @@ func (a *app) containerCmds() []*cobra.Command {
 	return []*cobra.Command{a.runCmd(), a.psCmd(), a.execCmd(), a.stopCmd(), a.killCmd(), a.rmCmd(), a.logsCmd(), a.inspectCmd(), a.portCmd()}
 }
 
+// containerGroupCmd is `ctnet container …`, Docker's management command:
+// the same commands, with ps called ls.
+func (a *app) containerGroupCmd() *cobra.Command {
+	group := &cobra.Command{Use: "container", Short: "Manage containers (the same commands as at the top: run, ls, exec, …)"}
+	for _, c := range a.containerCmds() {
+		if c.Name() == "ps" {
+			c.Use, c.Aliases = strings.Replace(c.Use, "ps", "ls", 1), []string{"ps", "list"}
+		}
+		group.AddCommand(c)
+	}
+	return group
+}
+
 func (a *app) runCmd() *cobra.Command {
 	var s containers.RunSpec
-	var publish, sysctls []string
+	var publish, sysctls, labels []string
+	var entrypoint string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and run a new container from an image",
@@ -42,6 +57,15 @@ func (a *app) runCmd() *cobra.Command {
 			}
 			if s.Sysctls, err = keyValues("--sysctl", sysctls); err != nil {
 				return err
+			}
+			if s.Labels, err = labelValues(labels); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("entrypoint") {
+				s.Entrypoint = []string{}
+				if entrypoint != "" {
+					s.Entrypoint = []string{entrypoint}
+				}
 			}
 			s.Stdio = containers.Stdio{In: os.Stdin, Out: a.out, Err: a.errOut}
 			m, err := a.containers()
@@ -68,8 +92,8 @@ func (a *app) runCmd() *cobra.Command {
 	f.SetInterspersed(false) // flags after IMAGE belong to the command
 	f.StringVar(&s.Name, "name", "", "assign a name to the container")
 	f.StringVarP(&s.Hostname, "hostname", "h", "", "container host name")
-	f.StringVar(&s.Network, "network", "bridge", "network mode: bridge, host, none, container:NAME, or a network's name")
-	f.StringVar(&s.Network, "net", "bridge", "")
+	f.StringVar(&s.Network, "network", "default", "network mode: bridge, host, none, container:NAME, or a network's name")
+	f.StringVar(&s.Network, "net", "default", "")
 	f.MarkHidden("net")
 	f.StringVar(&s.IP, "ip", "", "IPv4 address on the network")
 	f.StringVar(&s.IP6, "ip6", "", "IPv6 address on the network")
@@ -94,12 +118,31 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringArrayVar(&s.CapDrop, "cap-drop", nil, "drop a Linux capability")
 	f.StringArrayVar(&s.SecurityOpt, "security-opt", nil, "seccomp=unconfined|FILE, no-new-privileges")
 	f.StringArrayVar(&sysctls, "sysctl", nil, "namespaced kernel parameter KEY=VALUE")
+	f.StringArrayVarP(&labels, "label", "l", nil, "set a label KEY[=VALUE] on the container")
+	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint (\"\" clears it)")
+	f.StringArrayVar(&s.DNSSearch, "dns-search", nil, "search domain for the container's resolv.conf")
+	f.StringArrayVar(&s.DNSOptions, "dns-option", nil, "option for the container's resolv.conf (ndots:2, …)")
+	f.BoolVar(&s.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	cmd.Flags().BoolP("help", "", false, "help for run") // -h is --hostname, as in Docker
 	return cmd
 }
 
 type psRow struct {
 	ID, Image, Command, CreatedAt, RunningFor, Status, State, Ports, Names, Networks string
+	labels                                                                           map[string]string
+}
+
+// Label is one label's value, as {{.Label "KEY"}} in Docker's templates.
+func (r psRow) Label(key string) string { return r.labels[key] }
+
+// Labels are the labels as Docker's ps shows them: k=v,k2=v2 sorted.
+func (r psRow) Labels() string {
+	var kv []string
+	for k, v := range r.labels {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
 }
 
 var psHeaders = map[string]string{
@@ -109,15 +152,20 @@ var psHeaders = map[string]string{
 
 func (a *app) psCmd() *cobra.Command {
 	var (
-		all, quiet, noTrunc bool
-		format              string
+		all, quiet, noTrunc, latest bool
+		last                        int
+		format                      string
+		filters                     []string
 	)
 	cmd := &cobra.Command{
-		Use:     "ps [OPTIONS]",
-		Aliases: []string{"container ls"},
-		Short:   "List containers",
-		Args:    cobra.NoArgs,
+		Use:   "ps [OPTIONS]",
+		Short: "List containers",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := parsePSFilter(filters)
+			if err != nil {
+				return err
+			}
 			m, err := a.containers()
 			if err != nil {
 				return err
@@ -127,10 +175,22 @@ func (a *app) psCmd() *cobra.Command {
 				return err
 			}
 			var rows []psRow
-			// Newest first, as Docker lists them.
+			// Newest first, as Docker lists them; -n and -l count every
+			// container, a status filter shows stopped ones (as Docker).
 			sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.After(cs[j].Created) })
+			if latest {
+				last = 1
+			}
+			if last > 0 && last < len(cs) {
+				all, cs = true, cs[:last]
+			} else if last > 0 {
+				all = true
+			}
+			if len(filter["status"]) > 0 {
+				all = true
+			}
 			for _, c := range cs {
-				if !all && !c.Status.Running {
+				if !all && !c.Status.Running || !filter.match(c, cs) {
 					continue
 				}
 				id, command := network.ShortID(c.ID), `"`+strings.Join(c.Args, " ")+`"`
@@ -147,7 +207,7 @@ func (a *app) psCmd() *cobra.Command {
 					nets = []string{c.NetworkMode}
 				}
 				rows = append(rows, psRow{
-					ID: id, Image: c.Image, Command: command, Names: c.Name,
+					ID: id, Image: c.Image, Command: command, Names: c.Name, labels: c.Labels,
 					CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 					RunningFor: ago(c.Created) + " ago", Status: statusText(c.Status), State: c.Status.Status,
 					Networks: strings.Join(nets, ","), Ports: portspec.DisplayPorts(publishedNow(c)),
@@ -167,6 +227,9 @@ func (a *app) psCmd() *cobra.Command {
 	f.BoolVarP(&quiet, "quiet", "q", false, "only display container IDs")
 	f.BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	f.StringVar(&format, "format", "", "format output with a Go template, 'table TEMPLATE' or 'json'")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE: "+strings.Join(psFilterKeys, ", "))
+	f.BoolVarP(&latest, "latest", "l", false, "show the latest created container (of any state)")
+	f.IntVarP(&last, "last", "n", -1, "show the n last created containers (of any state)")
 	return cmd
 }
 
@@ -293,6 +356,9 @@ func (a *app) killCmd() *cobra.Command {
 			}
 			return a.eachContainer(args, func(m *containers.Manager, ref string) error {
 				_, err := m.Kill(ref, s)
+				if errdefs.Is(err, errdefs.NotFound) {
+					return &errdefs.Error{Kind: errdefs.NotFound, Msg: fmt.Sprintf("Cannot kill container: %s: %v", ref, err), Err: err}
+				}
 				return err
 			})
 		},
@@ -405,7 +471,7 @@ func (a *app) portCmd() *cobra.Command {
 					return err
 				}
 				if lines = portspec.FormatPrivate(ms, port, proto); len(lines) == 0 {
-					return fmt.Errorf("no public port '%d/%s' published for %s", port, proto, c.Name)
+					return fmt.Errorf("No public port '%d/%s' published for %s", port, proto, c.Name)
 				}
 			}
 			for _, l := range lines {

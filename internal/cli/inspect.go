@@ -11,7 +11,10 @@ import (
 	"github.com/ctnet/ctnet/internal/portspec"
 )
 
-// Docker's `inspect` shape for a container, the parts ctnet has.
+// Docker's `inspect` shape for a container: every key Docker 20.10 has, so
+// that templates written for Docker run; what ctnet has no notion of holds
+// Docker's value for a container without it (no restarts, no log driver
+// options, no cgroup limits).
 type (
 	containerJSON struct {
 		Id              string
@@ -23,48 +26,131 @@ type (
 		ResolvConfPath  string
 		HostnamePath    string
 		HostsPath       string
+		LogPath         string
 		Name            string
+		RestartCount    int
+		Driver          string
+		Platform        string
+		MountLabel      string
+		ProcessLabel    string
+		AppArmorProfile string
+		ExecIDs         []string
 		HostConfig      hostConfigJSON
+		GraphDriver     graphDriverJSON
+		Mounts          []mountJSON
 		Config          configJSON
 		NetworkSettings networkSettingsJSON
 	}
 	stateJSON struct {
 		Status     string
 		Running    bool
+		Paused     bool
+		Restarting bool
+		OOMKilled  bool
+		Dead       bool
 		Pid        int
 		ExitCode   int
+		Error      string
 		StartedAt  time.Time
 		FinishedAt time.Time
 	}
 	hostConfigJSON struct {
-		NetworkMode  string
-		PortBindings map[string][]portBindingJSON
-		IpcMode      string
-		AutoRemove   bool
-		Binds        []string
-		Dns          []string
-		ExtraHosts   []string
-		Runtime      string
+		Binds           []string
+		ContainerIDFile string
+		LogConfig       logConfigJSON
+		NetworkMode     string
+		PortBindings    map[string][]portBindingJSON
+		RestartPolicy   restartPolicyJSON
+		AutoRemove      bool
+		VolumeDriver    string
+		VolumesFrom     []string
+		CapAdd          []string
+		CapDrop         []string
+		CgroupnsMode    string
+		Dns             []string
+		DnsOptions      []string
+		DnsSearch       []string
+		ExtraHosts      []string
+		GroupAdd        []string
+		IpcMode         string
+		Cgroup          string
+		Links           []string
+		OomScoreAdj     int
+		PidMode         string
+		Privileged      bool
+		PublishAllPorts bool
+		ReadonlyRootfs  bool
+		SecurityOpt     []string
+		UTSMode         string
+		UsernsMode      string
+		ShmSize         int64
+		Runtime         string
+		Isolation       string
+		CpuShares       int64
+		Memory          int64
+		NanoCpus        int64
+		CgroupParent    string
+		Sysctls         map[string]string `json:",omitempty"`
+	}
+	logConfigJSON struct {
+		Type   string
+		Config map[string]string
+	}
+	restartPolicyJSON struct {
+		Name              string
+		MaximumRetryCount int
+	}
+	graphDriverJSON struct {
+		Data map[string]string
+		Name string
+	}
+	mountJSON struct {
+		Type, Source, Destination, Mode string
+		RW                              bool
+		Propagation                     string
 	}
 	configJSON struct {
-		Hostname string
-		Env      []string
-		Cmd      []string
-		Image    string
-		Tty      bool
+		Hostname     string
+		Domainname   string
+		User         string
+		AttachStdin  bool
+		AttachStdout bool
+		AttachStderr bool
+		ExposedPorts map[string]struct{} `json:",omitempty"`
+		Tty          bool
+		OpenStdin    bool
+		StdinOnce    bool
+		Env          []string
+		Cmd          []string
+		Image        string
+		Volumes      map[string]struct{}
+		WorkingDir   string
+		Entrypoint   []string
+		OnBuild      []string
+		Labels       map[string]string
 	}
 	portBindingJSON struct {
 		HostIp   string
 		HostPort string
 	}
 	networkSettingsJSON struct {
-		SandboxKey string
-		Ports      map[string][]portBindingJSON
+		Bridge                 string
+		SandboxID              string
+		HairpinMode            bool
+		LinkLocalIPv6Address   string
+		LinkLocalIPv6PrefixLen int
+		Ports                  map[string][]portBindingJSON
+		SandboxKey             string
+		SecondaryIPAddresses   []string
+		SecondaryIPv6Addresses []string
 		endpointSettingsJSON
 		Networks map[string]endpointSettingsJSON
 	}
 	endpointSettingsJSON struct {
-		NetworkID           string `json:",omitempty"`
+		IPAMConfig          map[string]string `json:",omitempty"`
+		Links               []string          `json:",omitempty"`
+		Aliases             []string          `json:",omitempty"`
+		NetworkID           string            `json:",omitempty"`
 		EndpointID          string
 		Gateway             string
 		IPAddress           string
@@ -73,7 +159,7 @@ type (
 		GlobalIPv6Address   string
 		GlobalIPv6PrefixLen int
 		MacAddress          string
-		Aliases             []string `json:",omitempty"`
+		DriverOpts          map[string]string `json:",omitempty"`
 	}
 )
 
@@ -131,24 +217,55 @@ func (a *app) inspectCmd() *cobra.Command {
 					continue
 				}
 				j := containerJSON{
-					Id: c.ID, Created: c.Created, Image: c.ImageID, Name: "/" + c.Name,
+					Id: c.ID, Created: c.Created, Image: c.ImageID, Name: "/" + c.Name, Platform: "linux", Driver: "overlay",
 					State: stateJSON{Status: c.Status.Status, Running: c.Status.Running, Pid: c.Status.Pid,
 						ExitCode: c.Status.ExitCode, StartedAt: c.Status.StartedAt, FinishedAt: c.Status.FinishedAt},
-					HostConfig: hostConfigJSON{NetworkMode: c.NetworkMode, IpcMode: c.IPC, AutoRemove: c.AutoRemove,
-						Binds: c.Volumes, Dns: c.DNS, ExtraHosts: c.AddHosts, Runtime: c.Runtime},
-					Config:          configJSON{Hostname: c.Hostname, Env: c.Env, Cmd: c.Args, Image: c.Image, Tty: c.Tty},
-					NetworkSettings: networkSettingsJSON{SandboxKey: c.NetNS, Networks: map[string]endpointSettingsJSON{}},
+					HostConfig: hostConfigJSON{NetworkMode: c.NetworkModeAsked(), IpcMode: c.IPC, AutoRemove: c.AutoRemove,
+						Binds: c.Volumes, Dns: c.DNS, DnsSearch: c.DNSSearch, DnsOptions: c.DNSOptions, ExtraHosts: c.AddHosts,
+						Runtime: c.Runtime, ReadonlyRootfs: c.ReadOnly, LogConfig: logConfigJSON{Type: "json-file", Config: map[string]string{}},
+						RestartPolicy: restartPolicyJSON{Name: "no"}, CgroupnsMode: "host", ShmSize: 64 << 20, Isolation: ""},
+					Config: configJSON{Hostname: c.Hostname, Env: c.Env, Cmd: c.Cmd(), Image: c.Image, Tty: c.Tty, OpenStdin: c.Tty,
+						Entrypoint: c.Entrypoint, WorkingDir: c.WorkDir, User: c.User, Labels: c.Labels,
+						AttachStdout: true, AttachStderr: true},
+					NetworkSettings: networkSettingsJSON{SandboxKey: c.NetNS, SandboxID: c.ID, Networks: map[string]endpointSettingsJSON{}},
+					GraphDriver:     graphDriverJSON{Name: "overlay", Data: map[string]string{}},
+					Mounts:          []mountJSON{},
+				}
+				if j.Config.Labels == nil {
+					j.Config.Labels = map[string]string{}
+				}
+				for _, v := range c.Volumes {
+					parts := strings.Split(v, ":")
+					if len(parts) < 2 {
+						continue
+					}
+					mj := mountJSON{Type: "bind", Source: parts[0], Destination: parts[1], RW: true, Propagation: "rprivate"}
+					if len(parts) == 3 {
+						mj.Mode, mj.RW = parts[2], parts[2] != "ro"
+					}
+					j.Mounts = append(j.Mounts, mj)
 				}
 				if len(c.Args) > 0 {
 					j.Path, j.Args = c.Args[0], c.Args[1:]
 				}
-				j.HostConfig.PortBindings = portBindings(c.Ports)
+				if len(c.Ports) > 0 {
+					j.Config.ExposedPorts = map[string]struct{}{}
+					for _, p := range append(c.PortBindings, c.Ports...) {
+						j.Config.ExposedPorts[fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)] = struct{}{}
+					}
+				}
+				j.ResolvConfPath, j.HostnamePath, j.HostsPath = m.EtcPath(c.ID, "/etc/resolv.conf"), m.EtcPath(c.ID, "/etc/hostname"), m.EtcPath(c.ID, "/etc/hosts")
+				j.HostConfig.PortBindings = askedBindings(c.PortBindings)
 				j.NetworkSettings.Ports = portBindings(publishedNow(*c))
 				if j.HostConfig.IpcMode == "" {
 					j.HostConfig.IpcMode = "private"
 				}
 				for i, at := range c.Attachments {
 					s := endpointSettings(at, nets)
+					if at.Network != network.DefaultNetwork {
+						// Docker's aliases on a user network begin with the short id.
+						s.Aliases = append([]string{network.ShortID(c.ID)}, at.Aliases...)
+					}
 					j.NetworkSettings.Networks[at.Network] = s
 					if i == 0 {
 						top := s
@@ -181,6 +298,28 @@ func portBindings(ms []portspec.Mapping) map[string][]portBindingJSON {
 			ip = m.HostIP.String()
 		}
 		out[k] = append(out[k], portBindingJSON{HostIp: ip, HostPort: fmt.Sprint(m.HostPort)})
+	}
+	return out
+}
+
+// askedBindings are -p flags as Docker's HostConfig.PortBindings keeps
+// them: no address is "", a port to be chosen is "", a range is
+// "8000-8010".
+func askedBindings(ms []portspec.Mapping) map[string][]portBindingJSON {
+	out := map[string][]portBindingJSON{}
+	for _, m := range ms {
+		k := fmt.Sprintf("%d/%s", m.ContainerPort, m.Proto)
+		b := portBindingJSON{}
+		if m.HostIP.IsValid() {
+			b.HostIp = m.HostIP.String()
+		}
+		switch {
+		case m.HostPortEnd != 0:
+			b.HostPort = fmt.Sprintf("%d-%d", m.HostPort, m.HostPortEnd)
+		case m.HostPort != 0:
+			b.HostPort = fmt.Sprint(m.HostPort)
+		}
+		out[k] = append(out[k], b)
 	}
 	return out
 }

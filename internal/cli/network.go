@@ -47,7 +47,7 @@ func (a *app) networkCreateCmd() *cobra.Command {
 			if spec.Options, err = keyValues("--opt", opts); err != nil {
 				return err
 			}
-			if spec.Labels, err = keyValues("--label", labels); err != nil {
+			if spec.Labels, err = labelValues(labels); err != nil {
 				return err
 			}
 			svc, err := a.network()
@@ -69,7 +69,7 @@ func (a *app) networkCreateCmd() *cobra.Command {
 	f.StringArrayVar(&ipRanges, "ip-range", nil, "allocate container addresses from this sub-range of the subnet")
 	f.StringArrayVar(&aux, "aux-address", nil, "address the allocator must not hand out (NAME=IP)")
 	f.StringArrayVarP(&opts, "opt", "o", nil, "driver option KEY=VALUE (Docker's com.docker.network.* names)")
-	f.StringArrayVar(&labels, "label", nil, "metadata KEY=VALUE")
+	f.StringArrayVar(&labels, "label", nil, "metadata KEY[=VALUE]")
 	f.BoolVar(&internal, "internal", false, "no route to the outside and no NAT")
 	f.BoolVar(&ipv6, "ipv6", false, "enable IPv6 (needs an IPv6 --subnet)")
 	return cmd
@@ -111,6 +111,20 @@ func keyValues(flag string, kvs []string) (map[string]string, error) {
 	return m, nil
 }
 
+// labelValues are --label KEY[=VALUE] flags, as Docker's: a label without
+// a value has the empty one.
+func labelValues(kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" || strings.TrimSpace(k) != k {
+			return nil, fmt.Errorf("--label %q: want KEY[=VALUE]", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
 func (a *app) networkRmCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "rm NETWORK [NETWORK...]",
@@ -139,6 +153,9 @@ type networkRow struct {
 	CreatedAt               string
 	n                       network.NetworkInfo
 }
+
+// Label is one label's value, as {{.Label "KEY"}} in Docker's templates.
+func (r networkRow) Label(key string) string { return r.n.Labels[key] }
 
 var networkHeaders = map[string]string{
 	"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
@@ -169,6 +186,8 @@ func (a *app) networkLsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// By name, as Docker lists them.
+			sort.SliceStable(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
 			var rows []networkRow
 			for _, n := range nets {
 				if !match(n) {
@@ -211,9 +230,12 @@ func networkFilter(filters []string) (func(network.NetworkInfo) bool, error) {
 			return nil, fmt.Errorf("--filter %q: want KEY=VALUE", f)
 		}
 		switch k {
-		case "name", "id", "driver", "label", "type", "scope":
+		case "name", "id", "driver", "label", "type", "scope", "dangling":
 		default:
-			return nil, fmt.Errorf("--filter %q: unknown key %q; use name, id, driver, label, type or scope", f, k)
+			return nil, fmt.Errorf("--filter %q: Invalid filter '%s'; use name, id, driver, label, type, scope or dangling", f, k)
+		}
+		if k == "dangling" && v != "true" && v != "false" && v != "1" && v != "0" {
+			return nil, fmt.Errorf("--filter %q: dangling is true or false", f)
 		}
 		if k == "type" && v != "custom" && v != "builtin" {
 			return nil, fmt.Errorf("--filter %q: type is custom or builtin", f)
@@ -235,6 +257,9 @@ func networkFilter(filters []string) (func(network.NetworkInfo) bool, error) {
 			return v == scopeOf(n)
 		case "type":
 			return builtin(n) == (v == "builtin")
+		case "dangling": // no endpoint, and not one of the predefined networks
+			dangling := !builtin(n) && len(n.Attachments) == 0
+			return dangling == (v == "true" || v == "1")
 		default: // label
 			lk, lv, hasV := strings.Cut(v, "=")
 			got, ok := n.Labels[lk]
@@ -488,6 +513,7 @@ func (a *app) networkPruneCmd() *cobra.Command {
 				for _, r := range removed {
 					fmt.Fprintln(a.out, r)
 				}
+				fmt.Fprintln(a.out) // Docker ends the list with an empty line
 			}
 			return err
 		},

@@ -115,7 +115,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // cannot be started; exec 126 or 127 for its command, 1 otherwise; every
 // other command 1.
 func failureStatus(cmd *cobra.Command, err error) int {
+	var argc argCountError
 	switch {
+	case errors.As(err, &argc):
+		return 1
 	case cmd != nil && cmd.Name() == "run":
 		return containers.ExitStatus(err)
 	case cmd != nil && cmd.Name() == "exec":
@@ -191,6 +194,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), sys)
 	root.AddCommand(a.dockerPluginCmd())
 	root.AddCommand(a.containerCmds()...)
+	root.AddCommand(a.containerGroupCmd())
 	root.AddCommand(a.imageCmds()...)
 	root.AddCommand(a.topologyCmd())
 	root.AddCommand(a.traceCmd())

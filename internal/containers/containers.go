@@ -57,20 +57,57 @@ type Container struct {
 	Env         []string `json:",omitempty"`
 	Created     time.Time
 	Hostname    string
-	NetworkMode string   // bridge, host, none, container:<id>, or a network name
-	NetNS       string   // namespace the container runs in; "" = the host's
-	OwnNS       bool     // NetNS is this container's own pin, dropped with it
-	IPC         string   `json:",omitempty"`
-	Volumes     []string `json:",omitempty"`
-	DNS         []string `json:",omitempty"`
-	AddHosts    []string `json:",omitempty"`
-	AutoRemove  bool
-	Tty         bool
-	Runtime     string
-	Ports       []portspec.Mapping `json:",omitempty"` // published, host ports chosen
+	NetworkMode string // bridge, host, none, container:<id>, or a network name
+	// Mode is --network as given: "default" when not (inspect's
+	// HostConfig.NetworkMode, as Docker's).
+	Mode       string            `json:",omitempty"`
+	NetNS      string            // namespace the container runs in; "" = the host's
+	OwnNS      bool              // NetNS is this container's own pin, dropped with it
+	IPC        string            `json:",omitempty"`
+	Volumes    []string          `json:",omitempty"`
+	DNS        []string          `json:",omitempty"`
+	AddHosts   []string          `json:",omitempty"`
+	DNSSearch  []string          `json:",omitempty"`
+	DNSOptions []string          `json:",omitempty"`
+	Labels     map[string]string `json:",omitempty"`
+	Entrypoint []string          `json:",omitempty"` // the command's entrypoint part (image's or --entrypoint)
+	WorkDir    string            `json:",omitempty"`
+	User       string            `json:",omitempty"`
+	ReadOnly   bool              `json:",omitempty"`
+	AutoRemove bool
+	Tty        bool
+	Runtime    string
+	Ports      []portspec.Mapping `json:",omitempty"` // published, host ports chosen
+	// PortBindings are the -p flags as asked (inspect's HostConfig).
+	PortBindings []portspec.Mapping `json:",omitempty"`
 	// CreatorPID is the ctnet process still setting the container up;
 	// reconcile leaves such a container alone while that process lives.
 	CreatorPID int `json:",omitempty"`
+}
+
+// NetworkModeAsked is --network as the user gave it, "default" without.
+func (c *Container) NetworkModeAsked() string {
+	if c.Mode == "" {
+		return "default"
+	}
+	return c.Mode
+}
+
+// Cmd is the command part of Args (after the entrypoint).
+func (c *Container) Cmd() []string {
+	if len(c.Entrypoint) <= len(c.Args) {
+		return c.Args[len(c.Entrypoint):]
+	}
+	return c.Args
+}
+
+// EtcPath is where the container's dst (/etc/hosts, …) is kept on the host.
+func (m *Manager) EtcPath(id, dst string) string {
+	rt, err := m.runtimeFor("")
+	if err != nil {
+		return ""
+	}
+	return rt.EtcFile(id, dst)
 }
 
 // Status is how a container is, as its runtime says.
@@ -215,6 +252,9 @@ func (m *Manager) Exec(ctx context.Context, ref string, x ExecSpec, stdio Stdio)
 	}
 	spec := ocirt.ExecSpec{Args: x.Args, Env: x.Env, Tty: x.Tty, Interactive: x.Interactive, WorkDir: x.WorkDir, User: x.User}
 	code, err := rt.Exec(ctx, c.ID, spec, stdio.In, stdio.Out, stdio.Err)
+	if errors.Is(err, ocirt.ErrNotRunning) {
+		return code, errdefs.New(errdefs.Conflict, fmt.Sprintf("Container %s is not running (start it, or run a new one)", c.ID))
+	}
 	return code, startError(c, err)
 }
 
@@ -237,7 +277,7 @@ func (m *Manager) Kill(ref string, sig syscall.Signal) (*Container, error) {
 		return nil, err
 	}
 	if st, _ := rt.State(c.ID); !st.Running {
-		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q is not running", c.Name))
+		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("Cannot kill container: %s: Container %s is not running", ref, c.ID))
 	}
 	return c, rt.Kill(c.ID, sig)
 }
@@ -249,7 +289,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) (*Containe
 		return nil, err
 	}
 	if st, _ := rt.State(c.ID); st.Running && !force {
-		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("container %q: You cannot remove a running container %s. Stop the container before attempting removal (ctnet stop %s) or force remove (ctnet rm -f)", c.Name, c.ID, c.Name))
+		return nil, errdefs.New(errdefs.Conflict, fmt.Sprintf("You cannot remove a running container %s. Stop the container before attempting removal or force remove (ctnet stop %s, or ctnet rm -f %s)", c.ID, c.Name, c.Name))
 	}
 	return c, m.remove(ctx, rt, c)
 }

@@ -42,6 +42,12 @@ type RunSpec struct {
 	CapAdd, CapDrop []string
 	SecurityOpt     []string
 	Sysctls         map[string]string // --sysctl
+	Labels          map[string]string // --label
+	// Entrypoint is --entrypoint: nil keeps the image's, empty clears it.
+	Entrypoint []string
+	DNSSearch  []string // --dns-search
+	DNSOptions []string // --dns-option
+	ReadOnly   bool     // --read-only
 }
 
 // Run creates and starts a container. Without Detach it waits for the
@@ -91,10 +97,28 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		}
 	}
 
+	for _, s := range spec.DNSSearch {
+		if s != "." && !network.ValidHostName(s) {
+			return nil, -1, errdefs.Field("dns-search", fmt.Sprintf("%s %q is not a domain name", errdefs.FieldToken, s))
+		}
+	}
+	for _, o := range spec.DNSOptions {
+		if o == "" || strings.ContainsAny(o, " \t\n#;") {
+			return nil, -1, errdefs.Field("dns-option", fmt.Sprintf("%s %q is not a resolv.conf option", errdefs.FieldToken, o))
+		}
+	}
+	icfg := img.Config
+	if spec.Entrypoint != nil {
+		// As Docker: --entrypoint replaces the image's entrypoint and
+		// drops its Cmd.
+		icfg.Entrypoint, icfg.Cmd = spec.Entrypoint, nil
+	}
 	c = &Container{
 		ID: network.NewID(), Name: spec.Name, Image: spec.Image, ImageID: img.ID,
-		Args: ocirt.ResolveArgs(img.Config, spec.Cmd), Env: spec.Env, Created: time.Now().UTC(),
+		Args: ocirt.ResolveArgs(icfg, spec.Cmd), Entrypoint: icfg.Entrypoint, Env: spec.Env, Created: time.Now().UTC(),
 		Hostname: spec.Hostname, IPC: spec.IPC, Volumes: spec.Volumes, DNS: spec.DNS,
+		DNSSearch: spec.DNSSearch, DNSOptions: spec.DNSOptions, Labels: spec.Labels, PortBindings: spec.Publish,
+		WorkDir: spec.WorkDir, User: spec.User, ReadOnly: spec.ReadOnly,
 		AddHosts: spec.AddHosts, AutoRemove: spec.Remove, Tty: spec.Tty, Runtime: rt.Binary,
 		CreatorPID: os.Getpid(),
 	}
@@ -105,6 +129,9 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		c.Hostname = network.ShortID(c.ID)
 	}
 	mode := spec.Network
+	if mode != "default" {
+		c.Mode = mode
+	}
 	if mode == "" || mode == "default" {
 		mode = network.DefaultNetwork
 	}
@@ -131,6 +158,13 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 	if (spec.IP != "" || spec.IP6 != "") && !own {
 		return nil, -1, errdefs.Field("ip", fmt.Sprintf("--ip and --ip6 need a network (not --network %s)", mode))
 	}
+	if len(publish) > 0 && mode == "host" {
+		// As Docker: the ports are the host's own already.
+		if spec.Stdio.Err != nil {
+			fmt.Fprintln(spec.Stdio.Err, "WARNING: Published ports are discarded when using host network mode")
+		}
+		publish = nil
+	}
 	if len(publish) > 0 && !own {
 		return nil, -1, errdefs.Field("publish", fmt.Sprintf("publishing ports needs a network of the container's own (not --network %s)", mode))
 	}
@@ -141,7 +175,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		if c.Name == "" {
 			c.Name = randomName(tx)
 		} else if !network.ValidName(c.Name) {
-			return errdefs.Field("name", fmt.Sprintf("invalid container name %q: use letters, digits and _ . - (starting with a letter or digit)", c.Name))
+			return errdefs.Field("name", fmt.Sprintf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", c.Name))
 		}
 		if o, _ := findContainer(tx, c.Name); o != nil {
 			return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: fmt.Sprintf("Conflict. The container name %q is already in use by container %q; remove it (ctnet rm %s) or pick another %s", "/"+c.Name, o.ID, c.Name, errdefs.FieldToken)}
@@ -222,7 +256,7 @@ func (m *Manager) Run(ctx context.Context, spec RunSpec) (c *Container, code int
 		ID: c.ID, Name: c.Name, Hostname: c.Hostname, Image: img, Args: c.Args, Env: spec.Env,
 		Tty: spec.Tty, Interactive: spec.Interactive, NetNSPath: c.NetNS, IPC: ipc,
 		Mounts: mounts, EtcFiles: etc, WorkDir: spec.WorkDir, User: spec.User, OnExit: onExit,
-		Security: sec, Sysctls: spec.Sysctls, Watch: watch,
+		Security: sec, Sysctls: spec.Sysctls, Watch: watch, ReadOnlyRoot: spec.ReadOnly,
 	})
 	if err != nil {
 		return nil, -1, fmt.Errorf("%s: %w", c.what(), err)

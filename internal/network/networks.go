@@ -200,7 +200,7 @@ func (s *Service) createNetwork(ctx context.Context, spec NetworkSpec) (*Network
 }
 
 func exists(what string, n *Network) error {
-	return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: fmt.Sprintf("%s already exists (id %s); pick another name or remove it with `ctnet network rm %s`", what, ShortID(n.ID), n.Name)}
+	return &errdefs.Error{Kind: errdefs.Conflict, Field: "name", Msg: fmt.Sprintf("network with name %s already exists (id %s); pick another name or remove it with `ctnet network rm %s`", n.Name, ShortID(n.ID), n.Name)}
 }
 
 // wrapWhat prefixes err with the object it is about, keeping its kind.
@@ -385,7 +385,7 @@ func (s *Service) RemoveNetworks(ctx context.Context, refs ...string) (removed [
 
 func (s *Service) removeNetwork(ctx context.Context, ref string) error {
 	if kind, ok := predefined[ref]; ok {
-		return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("network %q is a pre-defined network (driver %s) and cannot be removed", ref, kind)}
+		return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("%s is a pre-defined network and cannot be removed (it is the %s mode of containers)", ref, kind)}
 	}
 	var n *Network
 	err := s.d.Store.Update(func(tx store.Tx) error {
@@ -394,7 +394,7 @@ func (s *Service) removeNetwork(ctx context.Context, ref string) error {
 			return err
 		}
 		if n.Name == DefaultNetwork {
-			return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("network %q is the default network and cannot be removed", n.Name)}
+			return &errdefs.Error{Kind: errdefs.Conflict, Msg: fmt.Sprintf("%s is a pre-defined network and cannot be removed (it is the default network)", n.Name)}
 		}
 		atts, err := store.ListJSON[Attachment](tx, store.Endpoints, "")
 		if err != nil {

@@ -116,6 +116,10 @@ func (r *Runtime) IPCNSPath(id string) string { return r.paths(id).ipcns() }
 
 // WriteEtcFile replaces the content of one of the container's EtcFiles in
 // place (the bind mount pins the inode, so the file is truncated, not renamed).
+// EtcFile is where the container's copy of dst (/etc/hosts, …) lives on
+// the host, as inspect's HostsPath shows it.
+func (r *Runtime) EtcFile(id, dst string) string { return r.paths(id).etcFile(dst) }
+
 func (r *Runtime) WriteEtcFile(id, dst string, content []byte) error {
 	p := r.paths(id).etcFile(dst)
 	if _, err := os.Stat(p); err != nil {

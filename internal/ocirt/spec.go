@@ -53,6 +53,9 @@ type Spec struct {
 	// with its own network namespace (unprivileged ports from 0, ping for
 	// every group). Only namespaced sysctls are accepted.
 	Sysctls map[string]string
+	// ReadOnlyRoot is --read-only: the root filesystem cannot be written
+	// (mounts and the /etc files can, as in Docker).
+	ReadOnlyRoot bool
 }
 
 // Mount is a bind mount from the host into the container. As with Docker,
@@ -173,7 +176,7 @@ func ociSpec(s Spec, c *paths, rootfs, ipcPath, shmSource string) (*specs.Spec, 
 	spec := &specs.Spec{
 		Version:     "1.0.2",
 		Process:     proc,
-		Root:        &specs.Root{Path: rootfs, Readonly: s.Image.HostRoot},
+		Root:        &specs.Root{Path: rootfs, Readonly: s.Image.HostRoot || s.ReadOnlyRoot},
 		Hostname:    hostname,
 		Mounts:      mounts,
 		Annotations: map[string]string{"io.ctnet.name": s.Name},

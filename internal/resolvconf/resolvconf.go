@@ -65,6 +65,22 @@ func (f File) Nameservers() []string {
 	return out
 }
 
+// Args are the arguments of keyword's lines: of the last one for "search"
+// and "domain" (the resolver takes the last), of every one for the rest.
+func (f File) Args(keyword string) []string {
+	var out []string
+	for _, l := range f.Lines {
+		if l.Keyword != keyword {
+			continue
+		}
+		if keyword == "search" || keyword == "domain" {
+			out = nil
+		}
+		out = append(out, l.Args...)
+	}
+	return out
+}
+
 // Keep returns the lines for which keep is true, as text with newlines.
 func (f File) Keep(keep func(Line) bool) []byte {
 	var out bytes.Buffer
