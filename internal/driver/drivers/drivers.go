@@ -5,6 +5,7 @@ package drivers
 import (
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/driver/bridge"
+	"github.com/ctnet/ctnet/internal/driver/macvlan"
 	"github.com/ctnet/ctnet/internal/driver/overlay"
 )
 
@@ -14,5 +15,6 @@ func All(sh *driver.Shared) []driver.Driver {
 	return []driver.Driver{
 		bridge.New(sh),
 		overlay.New(sh),
+		macvlan.New(sh),
 	}
 }
