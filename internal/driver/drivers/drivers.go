@@ -7,6 +7,7 @@ import (
 	"github.com/ctnet/ctnet/internal/driver/bridge"
 	"github.com/ctnet/ctnet/internal/driver/macvlan"
 	"github.com/ctnet/ctnet/internal/driver/overlay"
+	"github.com/ctnet/ctnet/internal/driver/ovs"
 )
 
 // All makes every driver over what the host's drivers share; the first is
@@ -16,5 +17,6 @@ func All(sh *driver.Shared) []driver.Driver {
 		bridge.New(sh),
 		overlay.New(sh),
 		macvlan.New(sh),
+		ovs.New(sh),
 	}
 }
