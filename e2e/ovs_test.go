@@ -68,3 +68,78 @@ func TestOVSNetwork(t *testing.T) {
 		t.Errorf("upstream saw source %q, want the host's %s (masquerade)", src, sandbox.HostAddr)
 	}
 }
+
+func TestOVSContainers(t *testing.T) {
+	t.Parallel()
+	e := newOVSEnv(t)
+	withBusybox(t, e.Sandbox)
+	e.must("network", "create", "-d", "ovs", "--subnet", "10.70.1.0/24", "app")
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.vlan=30", "--internal", "--subnet", "10.70.2.0/24", "sealed")
+	e.must("run", "-d", "--name", "web", "--network", "app", "-p", "8080:80", "-p", "127.0.0.1:8081:80", "host",
+		"sh", "-c", "socat TCP-LISTEN:81,fork,reuseaddr SYSTEM:'wc -c' & exec socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:'echo hello'")
+	e.must("run", "-d", "--name", "db", "--network", "app", "host", "sleep", "600")
+	waitFor(t, func() bool {
+		out, _, _ := e.ctnet("exec", "web", "socat", "-T1", "-", "TCP:127.0.0.1:80")
+		return strings.Contains(out, "hello")
+	}, "web to listen")
+
+	// Names: the embedded resolver answers for the network's containers.
+	if out := e.must("run", "--rm", "--network", "app", "busybox", "nslookup", "web"); !strings.Contains(out, "10.70.1.2") {
+		t.Errorf("web by name:\n%s", out)
+	}
+	// Published ports, from the outside, the host's loopback and a sibling
+	// (hairpin through the gateway port).
+	for _, c := range []struct {
+		from       *sandbox.NS
+		addr, port string
+	}{{e.Upstream, sandbox.HostAddr, "8080"}, {e.Host, "127.0.0.1", "8081"}, {e.Host, sandbox.HostAddr, "8080"}} {
+		if got := tcpGet(c.from, c.addr, c.port); got != "hello" {
+			t.Errorf("%s:%s from ns %d: %q", c.addr, c.port, c.from.PID, got)
+		}
+	}
+	if out, _, _ := e.ctnet("exec", "db", "socat", "-T2", "-", "TCP:"+sandbox.HostAddr+":8080,connect-timeout=2"); strings.TrimSpace(out) != "hello" {
+		t.Errorf("a sibling through the host's published port: %q", out)
+	}
+	// An unpublished port is not reachable from outside, even routed.
+	e.Upstream.MustRun("ip", "route", "add", "10.70.1.0/24", "via", sandbox.HostAddr)
+	if got := tcpGet(e.Upstream, "10.70.1.2", "80"); got == "hello" {
+		t.Errorf("the container's own port answered from outside: %q", got)
+	}
+	// --internal: its containers reach each other, not the outside nor
+	// another network.
+	e.must("run", "-d", "--name", "s1", "--network", "sealed", "busybox", "sleep", "600")
+	e.must("run", "-d", "--name", "s2", "--network", "sealed", "busybox", "sleep", "600")
+	if _, er, err := e.ctnet("exec", "s1", "ping", "-c1", "-W2", "10.70.2.3"); err != nil {
+		t.Errorf("within the internal network: %v %s", err, er)
+	}
+	for _, to := range []string{sandbox.UpstreamAddr, "10.70.1.2"} {
+		if _, _, err := e.ctnet("exec", "s1", "ping", "-c1", "-W1", to); err == nil {
+			t.Errorf("the internal network reached %s", to)
+		}
+	}
+	// Networks are isolated from each other as on the Linux bridge.
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.vlan=40", "--subnet", "10.70.3.0/24", "other")
+	e.must("run", "-d", "--name", "o1", "--network", "other", "busybox", "sleep", "600")
+	if _, _, err := e.ctnet("exec", "o1", "ping", "-c1", "-W1", "10.70.1.3"); err == nil {
+		t.Error("a container of another network reached db")
+	}
+	// TCP streams through the userspace datapath both ways (checksums).
+	if out, _, _ := e.ctnet("exec", "db", "sh", "-c", "head -c 2000000 /dev/zero | socat -t5 -T5 - TCP:10.70.1.2:81"); strings.TrimSpace(out) != "2000000" {
+		t.Errorf("a 2 MB stream to web: %q", out)
+	}
+	ps := e.must("ovs", "show")
+	for _, w := range []string{`Bridge ctnet-ovs`, "datapath_type: netdev", "tag: 30", "tag: 40", "type: internal"} {
+		if !strings.Contains(ps, w) {
+			t.Errorf("ovs show lacks %q:\n%s", w, ps)
+		}
+	}
+	// Removing everything leaves no port and no bridge ctnet made.
+	e.must("rm", "-f", "web", "db", "s1", "s2", "o1")
+	e.must("network", "rm", "app", "sealed", "other")
+	if br := e.ovs.MustVsctl("list-br"); strings.TrimSpace(br) != "" {
+		t.Errorf("bridges left: %s", br)
+	}
+	if out := e.Host.MustRun("ip", "-o", "link"); strings.Contains(out, "veth") || strings.Count(out, "ovs-") != strings.Count(out, "ovs-netdev") || strings.Contains(out, "ctnet-ovs") {
+		t.Errorf("links left:\n%s", out)
+	}
+}

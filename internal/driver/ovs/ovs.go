@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -45,6 +46,7 @@ import (
 	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/netx"
 	"github.com/ctnet/ctnet/internal/ovsdb"
+	"github.com/ctnet/ctnet/internal/portspec"
 )
 
 // The driver's options.
@@ -308,7 +310,7 @@ func (d *Driver) rules(n driver.Network) firewall.Network {
 // datapath's tap is made down), with the settings a Linux bridge of ctnet's
 // gets.
 func (d *Driver) configureGateway(ctx context.Context, db *ovsdb.Client, n driver.Network) error {
-	if err := db.Sync(ctx); err != nil {
+	if err := d.sync(ctx, db); err != nil {
 		return err
 	}
 	if err := db.CheckInterfaces(ctx, n.Device); err != nil {
@@ -366,8 +368,21 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n driver.Network) error {
 	if err := db.DeletePort(ctx, c.Bridge, n.Device); err != nil {
 		return err
 	}
-	_, err = d.dropBridgeIfUnused(ctx, db, c.Bridge)
-	return err
+	if _, err = d.dropBridgeIfUnused(ctx, db, c.Bridge); err != nil {
+		return err
+	}
+	// ovs-vswitchd removes the devices: done when this returns.
+	return d.sync(ctx, db)
+}
+
+// syncTimeout bounds the wait for ovs-vswitchd to apply a change.
+const syncTimeout = 30 * time.Second
+
+// sync waits until ovs-vswitchd has applied what was committed.
+func (d *Driver) sync(ctx context.Context, db *ovsdb.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	return db.Sync(ctx)
 }
 
 // dropBridgeIfUnused deletes a bridge ctnet made once only its own port is
@@ -429,7 +444,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if err := netx.SetSysctl(d.host, "/proc/sys/net/ipv4/conf/"+ep.HostIf+"/arp_ignore", "8"); err != nil {
 		return err
 	}
-	if err := db.Sync(ctx); err != nil {
+	if err := d.sync(ctx, db); err != nil {
 		return err
 	}
 	if err := db.CheckInterfaces(ctx, ep.HostIf); err != nil {
@@ -471,16 +486,35 @@ func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint
 // Publish and Unpublish are the bridge driver's: map elements keyed by the
 // gateway port, and the [::1] table.
 func (d *Driver) Publish(ctx context.Context, n driver.Network, ep driver.Endpoint) error {
-	return d.br.Publish(ctx, n, ep)
+	return d.br.Publish(ctx, n, served(n, ep))
 }
 
 func (d *Driver) Unpublish(ctx context.Context, n driver.Network, ep driver.Endpoint) error {
-	return d.br.Unpublish(ctx, n, ep)
+	return d.br.Unpublish(ctx, n, served(n, ep))
+}
+
+// served is ep with the ports this driver serves: on an IPv4-only network,
+// not those on IPv6 host addresses other than [::1] (the bridge driver's
+// private /64 for them is not made on OVS networks).
+func served(n driver.Network, ep driver.Endpoint) driver.Endpoint {
+	if n.IPv6 {
+		return ep
+	}
+	ep.Ports = slices.DeleteFunc(slices.Clone(ep.Ports), func(m portspec.Mapping) bool { return m.HostIP.Is6() && !m.HostIP.IsLoopback() })
+	return ep
 }
 
 // Filter is what the bridge driver programs for its networks, without the
 // per-port bindings (OVS ports are not a Linux bridge's).
 func (d *Driver) Filter(s driver.State) driver.Filter {
+	s.Networks = slices.Clone(s.Networks)
+	for i, n := range s.Networks {
+		eps := slices.Clone(n.Endpoints)
+		for j := range eps {
+			eps[j].Endpoint = served(n.Network, eps[j].Endpoint)
+		}
+		s.Networks[i].Endpoints = eps
+	}
 	f := d.br.Filter(s)
 	f.Endpoints = nil
 	return f
@@ -591,7 +625,7 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 				if err := db.AddPort(ctx, spec); err != nil {
 					return err
 				}
-				if err := db.Sync(ctx); err != nil {
+				if err := d.sync(ctx, db); err != nil {
 					return err
 				}
 				logf("put veth %s of %s back on OVS bridge %s", ep.HostIf, ep.Name, c.Bridge)
