@@ -143,3 +143,67 @@ func TestOVSContainers(t *testing.T) {
 		t.Errorf("links left:\n%s", out)
 	}
 }
+
+// onLink gives ns an extra address in another subnet and pings to there, so
+// only L2 (the VLAN) decides whether the packet arrives: no router between.
+func onLink(t *testing.T, ns *sandbox.NS, extra, to string) error {
+	t.Helper()
+	ns.MustRun("ip", "addr", "replace", extra, "dev", "eth0")
+	defer ns.MustRun("ip", "addr", "del", extra, "dev", "eth0")
+	return ns.Ping(to)
+}
+
+func TestOVSVLANs(t *testing.T) {
+	t.Parallel()
+	e := newOVSEnv(t)
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.vlan=10", "--subnet", "10.71.0.0/24", "v10")
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.vlan=20", "--subnet", "10.72.0.0/24", "v20")
+	a, b, c := e.Netns(), e.Netns(), e.Netns()
+	e.must("network", "connect", "v10", "--netns", a.NetPath())
+	e.must("network", "connect", "v20", "--netns", b.NetPath())
+	e.must("network", "connect", "v20", "--netns", c.NetPath())
+	if tag := strings.TrimSpace(e.ovs.MustVsctl("get", "port", "veth"+strings.TrimSpace(e.must("network", "inspect", "-f", "{{range .Containers}}{{.EndpointID}}{{end}}", "v10"))[:7], "tag")); tag != "10" {
+		t.Errorf("the endpoint's port of v10 has tag %q", tag)
+	}
+	// One bridge, two VLANs: c reaches b on the segment, a does not.
+	if err := onLink(t, c, "10.72.0.98/24", "10.72.0.2"); err != nil {
+		t.Errorf("same VLAN: %v", err)
+	}
+	if err := onLink(t, a, "10.72.0.99/24", "10.72.0.2"); err == nil {
+		t.Error("VLAN 10 reached VLAN 20 on one bridge")
+	}
+	if _, er, err := e.ctnet("network", "create", "-d", "ovs", "-o", "ovs.vlan=10", "--subnet", "10.75.0.0/24", "v10b"); err == nil || !strings.Contains(er, `network "v10" already has VLAN 10 on OVS bridge ctnet-ovs`) {
+		t.Errorf("a second network on VLAN 10: %v %s", err, er)
+	}
+
+	// The same VLAN on a second bridge, linked to the first by a patch pair.
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.bridge=ctnet-ovs2", "-o", "ovs.vlan=10", "--subnet", "10.73.0.0/24", "far10")
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.bridge=ctnet-ovs2", "-o", "ovs.vlan=20", "--subnet", "10.74.0.0/24", "far20")
+	y, z := e.Netns(), e.Netns()
+	e.must("network", "connect", "far10", "--netns", y.NetPath())
+	e.must("network", "connect", "far20", "--netns", z.NetPath())
+	if err := onLink(t, y, "10.71.0.99/24", "10.71.0.2"); err == nil {
+		t.Error("two bridges without a link reached each other")
+	}
+	e.ovs.MustVsctl("add-port", "ctnet-ovs", "patch-a", "--", "set", "interface", "patch-a", "type=patch", "options:peer=patch-b",
+		"--", "add-port", "ctnet-ovs2", "patch-b", "--", "set", "interface", "patch-b", "type=patch", "options:peer=patch-a")
+	e.ovs.Sync()
+	if err := onLink(t, y, "10.71.0.99/24", "10.71.0.2"); err != nil {
+		t.Errorf("VLAN 10 across the patch pair: %v", err)
+	}
+	if err := onLink(t, z, "10.72.0.97/24", "10.72.0.2"); err != nil {
+		t.Errorf("VLAN 20 across the patch pair: %v", err)
+	}
+	if err := onLink(t, z, "10.71.0.98/24", "10.71.0.2"); err == nil {
+		t.Error("VLAN 20 reached VLAN 10 across the patch pair")
+	}
+	// A bridge ctnet made stays while a port that is not ctnet's is on it.
+	for _, ns := range []*sandbox.NS{y, z} {
+		ns.Kill()
+	}
+	e.must("system", "reconcile")
+	e.must("network", "rm", "far10", "far20")
+	if br := e.ovs.MustVsctl("list-br"); !strings.Contains(br, "ctnet-ovs2") {
+		t.Errorf("ctnet-ovs2 went with its networks though patch-b is on it: %s", br)
+	}
+}
