@@ -207,3 +207,77 @@ func TestOVSVLANs(t *testing.T) {
 		t.Errorf("ctnet-ovs2 went with its networks though patch-b is on it: %s", br)
 	}
 }
+
+func TestOVSReconcile(t *testing.T) {
+	t.Parallel()
+	e := newOVSEnv(t)
+	e.must("network", "create", "-d", "ovs", "-o", "ovs.vlan=10", "--subnet", "10.76.0.0/24", "sw")
+	a, b := e.Netns(), e.Netns()
+	hostIf := map[*sandbox.NS]string{}
+	for _, ns := range []*sandbox.NS{a, b} {
+		f := strings.Fields(e.must("network", "connect", "sw", "--netns", ns.NetPath()))
+		hostIf[ns] = f[len(f)-1]
+	}
+	portOf := func(ns *sandbox.NS) string { return hostIf[ns] }
+	gw := "ovs-" + strings.TrimSpace(e.must("network", "inspect", "-f", "{{.Id}}", "sw"))[:11]
+	works := func(what string) {
+		t.Helper()
+		for _, c := range []struct {
+			from *sandbox.NS
+			to   string
+		}{{a, "10.76.0.3"}, {b, sandbox.FarAddr}, {e.Host, "10.76.0.2"}} {
+			if err := c.from.Ping(c.to); err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		}
+		if out := e.must("system", "reconcile"); out != "" {
+			t.Errorf("%s: a second reconcile found more:\n%s", what, out)
+		}
+	}
+	reconcile := func(want ...string) {
+		t.Helper()
+		out := e.must("system", "reconcile")
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("reconcile output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	works("at first")
+
+	// A port deleted behind ctnet's back.
+	pa := portOf(a)
+	e.ovs.MustVsctl("del-port", pa)
+	reconcile("put veth " + pa + " of " + a.NetPath() + " back on OVS bridge ctnet-ovs")
+	works("after a port was deleted")
+	// The gateway port, then the veth.
+	e.ovs.MustVsctl("del-port", gw)
+	reconcile("recreated the gateway port on OVS bridge ctnet-ovs of network \"sw\"")
+	works("after the gateway port was deleted")
+	e.Host.MustRun("ip", "addr", "flush", "dev", gw)
+	reconcile("gateway address 10.76.0.1/24 was missing")
+	works("after the gateway lost its address")
+	e.Host.MustRun("ip", "link", "del", portOf(b))
+	reconcile("its veth", "was missing")
+	works("after a veth was deleted")
+	// The whole bridge.
+	e.ovs.MustVsctl("del-br", "ctnet-ovs")
+	reconcile("recreated OVS bridge ctnet-ovs of network \"sw\"", "back on OVS bridge ctnet-ovs")
+	works("after the bridge was deleted")
+	if tag := strings.TrimSpace(e.ovs.MustVsctl("get", "port", portOf(a), "tag")); tag != "10" {
+		t.Errorf("tag after the bridge was made again: %q", tag)
+	}
+	// ovsdb-server started again on an empty database.
+	e.ovs.RestartDB()
+	reconcile("recreated OVS bridge ctnet-ovs of network \"sw\"")
+	works("after ovsdb-server lost its database")
+	// What no network owns goes: a port with ctnet's marks, then the
+	// gateway port and bridge of a network removed behind the service.
+	e.ovs.MustVsctl("add-port", "ctnet-ovs", "vethdead000", "--", "set", "port", "vethdead000", "external_ids:ctnet-network=x", "external_ids:ctnet-endpoint=y")
+	reconcile("deleted port vethdead000 of OVS bridge ctnet-ovs: no endpoint owns it")
+	e.ovs.MustVsctl("add-br", "ctnet-stray", "--", "set", "bridge", "ctnet-stray", "datapath_type=netdev", "external_ids:ctnet-made=true",
+		"--", "add-port", "ctnet-stray", "ovs-deadbeef000", "--", "set", "interface", "ovs-deadbeef000", "type=internal",
+		"--", "set", "port", "ovs-deadbeef000", "external_ids:ctnet-network=gone")
+	reconcile("deleted gateway port ovs-deadbeef000 of OVS bridge ctnet-stray: no network owns it", "deleted OVS bridge ctnet-stray: no network uses it")
+	works("at the end")
+}

@@ -707,7 +707,12 @@ func (d *Driver) rejoin(ctx context.Context, db *ovsdb.Client, n driver.Network,
 	if err := netx.DeleteLink(h, ep.IfName); err != nil { // a half of the pair left inside
 		return err
 	}
+	// ovs-vswitchd must see the port go: one it finds again under the same
+	// name keeps reading the deleted device.
 	if err := db.DeletePort(ctx, "", ep.HostIf); err != nil {
+		return err
+	}
+	if err := d.sync(ctx, db); err != nil {
 		return err
 	}
 	return d.Join(ctx, n, ep.Endpoint, sandbox{path: ep.NetNS, h: h})
