@@ -14,11 +14,11 @@ import (
 // finds through OVS_RUNDIR, as ovs-vsctl would.
 type ovsEnv struct {
 	*sandbox.Sandbox
-	t   *testing.T
+	t   testing.TB
 	ovs *ovstest.OVS
 }
 
-func newOVSEnv(t *testing.T) *ovsEnv {
+func newOVSEnv(t testing.TB) *ovsEnv {
 	t.Helper()
 	ovstest.Require(t)
 	s := sandbox.New(t)
