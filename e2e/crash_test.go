@@ -66,6 +66,7 @@ var crashCases = []struct {
 	// cluster: reached only on hosts that share a store; exercised by
 	// TestOverlayCrashAtEveryStep.
 	cluster  bool
+	ovs      bool // a step of the OVS driver: exercised by TestOVSCrashAtEveryStep
 	op, next []string
 }{
 	{step: "network-create", name: "network-create",
@@ -97,6 +98,8 @@ var crashCases = []struct {
 		op: []string{"rm", "-f", "c1"}, next: []string{"run", "-d", "--name", "c1", "busybox", "sleep", "600"}},
 	{step: "rm", name: "run-rm",
 		op: []string{"run", "--rm", "--name", "c2", "busybox", "true"}, next: []string{"run", "--rm", "--name", "c2", "busybox", "true"}},
+	{step: "ovs-bridge", name: "ovs", ovs: true},
+	{step: "ovs-port", name: "ovs", ovs: true},
 	{step: "publish", name: "run-p",
 		op: []string{"run", "-d", "-p", "8080:80", "--name", "c2", "busybox", "sleep", "600"}, next: []string{"rm", "-f", "c2"}},
 }
@@ -162,6 +165,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 			}
 			if tc.cluster {
 				t.Skip("a step of hosts sharing a store: see TestOverlayCrashAtEveryStep")
+			}
+			if tc.ovs {
+				t.Skip("a step of the OVS driver: see TestOVSCrashAtEveryStep")
 			}
 			t.Parallel()
 			setup := crashSetup

@@ -199,5 +199,6 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	root.AddCommand(a.topologyCmd())
 	root.AddCommand(a.traceCmd())
 	root.AddCommand(a.explainCmd())
+	root.AddCommand(a.ovsCmd())
 	return root
 }

@@ -52,6 +52,11 @@ type Endpoint struct {
 	Addrs    []netip.Prefix // each with its subnet's length
 	Gateways []netip.Addr   // default routes; none on internal networks
 	Ports    []portspec.Mapping
+	// NetNS is the path of the namespace the endpoint joins ("" for one
+	// made by JoinHost) and NetNSKey its identity (namespace.KeyOf), to tell
+	// it from a later one at the same path: a driver whose endpoint lives
+	// only inside the namespace (macvlan) leaves through it.
+	NetNS, NetNSKey string
 }
 
 // Logf receives one line per repair.
@@ -127,9 +132,7 @@ type NetworkState struct {
 // EndpointState is an endpoint whose namespace lives.
 type EndpointState struct {
 	Endpoint
-	Name     string // for people: a container's name, a namespace's path
-	NetNS    string // path of the namespace
-	NetNSKey string // its identity (namespace.KeyOf), to tell it from a later one at the same path
+	Name string // for people: a container's name, a namespace's path
 }
 
 // ErrStale marks failures caused by kernel state removed behind ctnet's back

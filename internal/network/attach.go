@@ -375,7 +375,8 @@ func randomMAC() MAC {
 
 // endpoint is the attachment as its driver sees it.
 func (a *Attachment) endpoint(n *Network) driver.Endpoint {
-	ep := driver.Endpoint{ID: a.ID, HostIf: a.HostIf, IfName: a.IfName, MAC: net.HardwareAddr(a.MAC), Addrs: a.Addrs(), Ports: a.Ports}
+	ep := driver.Endpoint{ID: a.ID, HostIf: a.HostIf, IfName: a.IfName, MAC: net.HardwareAddr(a.MAC), Addrs: a.Addrs(), Ports: a.Ports,
+		NetNS: a.NetNS, NetNSKey: a.NetNSKey}
 	if !n.Internal {
 		for _, p := range ep.Addrs {
 			for _, s := range n.Subnets {

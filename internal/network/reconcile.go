@@ -223,7 +223,7 @@ func (s *Service) desired() (map[string]driver.State, error) {
 				continue
 			}
 			st.Networks[i].Endpoints = append(st.Networks[i].Endpoints, driver.EndpointState{
-				Endpoint: a.endpoint(n), Name: a.Name, NetNS: a.NetNS, NetNSKey: a.NetNSKey,
+				Endpoint: a.endpoint(n), Name: a.Name,
 			})
 		}
 		return nil

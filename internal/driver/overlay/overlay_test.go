@@ -261,7 +261,9 @@ func TestOverlay(t *testing.T) {
 
 	// Reconcile: a device deleted behind ctnet's back comes back; without
 	// endpoints the network's kernel side goes.
-	st := driver.State{Networks: []driver.NetworkState{{Network: n, Endpoints: []driver.EndpointState{{Endpoint: eps[0], NetNS: ctrs[0].NetPath()}}}}}
+	ep0 := eps[0]
+	ep0.NetNS = ctrs[0].NetPath()
+	st := driver.State{Networks: []driver.NetworkState{{Network: n, Endpoints: []driver.EndpointState{{Endpoint: ep0}}}}}
 	if lines := a.reconcile(t, st); len(lines) != 0 {
 		t.Errorf("reconcile of a sound host: %q", lines)
 	}
