@@ -1,9 +1,10 @@
-// Package crittest runs containerd (Debian's) with its CRI plugin inside a
-// test's sandbox, as a Kubernetes node runs it without the kubelet: the
-// sandbox's network namespace, a private /run in its mount namespace (the
-// sockets, shims and the pods' /run/netns stay inside), root, state and
-// socket of its own, CNI plugins and configurations from the test's
-// directories, and pods' cgroups under a parent of its own. crictl drives it.
+// Package crittest runs the container runtimes that call CNI plugins inside
+// a test's sandbox: containerd (Debian's) with its CRI plugin, as a
+// Kubernetes node runs it without the kubelet, driven by crictl; and Podman
+// with its CNI backend. Each has the sandbox's network namespace, a private
+// /run in its mount namespace (sockets, shims and the pods' /run/netns stay
+// inside), root and state of its own, CNI plugins and configurations from the
+// test's directories, and its containers' cgroups under a parent of its own.
 package crittest
 
 import (
@@ -231,22 +232,5 @@ func (c *Containerd) stop() {
 		<-done
 	}
 	c.cmd = nil
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", c.CgroupParent))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", c.CgroupParent))
-	for _, d := range dirs {
-		// The pods' own cgroups went with them; only the parent is left.
-		subs, _ := filepath.Glob(filepath.Join(d, "*", "*"))
-		for _, s := range subs {
-			if st, err := os.Stat(s); err == nil && st.IsDir() {
-				os.Remove(s)
-			}
-		}
-		subs, _ = filepath.Glob(filepath.Join(d, "*"))
-		for _, s := range subs {
-			if st, err := os.Stat(s); err == nil && st.IsDir() {
-				os.Remove(s)
-			}
-		}
-		os.Remove(d)
-	}
+	removeCgroupParent(c.CgroupParent)
 }
