@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/ctnet/ctnet/internal/sandbox"
 )
 
@@ -115,6 +118,20 @@ func TestCNIIPAM(t *testing.T) {
 		if fileExists(lease) {
 			t.Errorf("DEL left host-local's lease %s", lease)
 		}
+		// GC gives host-local back the addresses of what it removes.
+		keep, drop := rtConf("hl-keep", s.Netns()), rtConf("hl-drop", s.Netns())
+		kr, dr := e.add(l, keep), e.add(l, drop)
+		err := e.cni.GCNetworkList(ctx, l, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "hl-keep", IfName: "eth0"}}})
+		if err != nil {
+			t.Fatalf("GC: %v", err)
+		}
+		if ip := kr.IPs[0].Address.IP.String(); !fileExists(filepath.Join(data, "hl", ip)) {
+			t.Errorf("GC released the lease %s of a valid attachment", ip)
+		}
+		if ip := dr.IPs[0].Address.IP.String(); fileExists(filepath.Join(data, "hl", ip)) {
+			t.Errorf("GC left host-local's lease %s", ip)
+		}
+		e.del(l, keep)
 		nothingLeft(t, s, "hl", "cthl0")
 	})
 

@@ -271,6 +271,31 @@ func TestCNILibcni(t *testing.T) {
 		}
 	})
 
+	t.Run("dual stack", func(t *testing.T) {
+		dl := e.list("1.1.0", "dual", `{"type":"ctnet","subnet":["10.88.5.0/24","fd00:88:5::/64"],"bridge":"ctdual0"}`)
+		ns := s.Netns()
+		rt := rtConf("dual", ns)
+		r := e.add(dl, rt)
+		defer e.del(dl, rt)
+		var got []string
+		for _, ip := range r.IPs {
+			got = append(got, ip.Address.String()+" via "+ip.Gateway.String())
+		}
+		want := []string{"10.88.5.2/24 via 10.88.5.1", "fd00:88:5::2/64 via fd00:88:5::1"}
+		if !slices.Equal(got, want) {
+			t.Errorf("ips %v, want %v", got, want)
+		}
+		if len(r.Routes) != 2 || r.Routes[1].Dst.String() != "::/0" {
+			t.Errorf("routes %v, want the default of each family", r.Routes)
+		}
+		if out := ns.MustRun("ip", "-6", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "fd00:88:5::2/64") {
+			t.Errorf("eth0 lacks its IPv6 address: %s", out)
+		}
+		if err := ns.Ping("fd00:88:5::1"); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("del is idempotent", func(t *testing.T) {
 		ns := s.Netns()
 		rt := rtConf("del1", ns)

@@ -448,6 +448,10 @@ func cmdGC(args *skel.CmdArgs) error {
 			}
 			if err := svc.Detach(ctx, network.DetachSpec{Owner: a.Owner, Network: a.NetworkID}); err != nil && !network.IsNotFound(err) {
 				errs = append(errs, err)
+				continue
+			}
+			if c.IPAM.Type != "" {
+				errs = append(errs, ipamRelease(ctx, c, a.Owner))
 			}
 		}
 		if c.IPAM.Type != "" {

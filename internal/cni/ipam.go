@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/ctnet/ctnet/internal/network"
 )
 
 // A configuration's "ipam" names the plugin (host-local, static, dhcp, …)
@@ -46,6 +49,22 @@ func ipamDel(ctx context.Context, c *Conf) error {
 
 func ipamCheck(ctx context.Context, c *Conf) error {
 	return delegate(ctx, c, func(conf []byte) error { return invoke.DelegateCheck(ctx, c.IPAM.Type, conf, nil) })
+}
+
+// ipamRelease gives back the IPAM's addresses of an attachment GC removed:
+// its DEL, as the runtime would have called it for that container and
+// interface.
+func ipamRelease(ctx context.Context, c *Conf, owner network.Owner) error {
+	i := strings.LastIndexByte(owner.ID, '/')
+	if i < 0 {
+		return nil
+	}
+	for k, v := range map[string]string{"CNI_CONTAINERID": owner.ID[:i], "CNI_IFNAME": owner.ID[i+1:], "CNI_NETNS": ""} {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	return ipamDel(ctx, c)
 }
 
 // ipamStatus and ipamGC ask only IPAM plugins that know the verbs (1.1.0):
