@@ -10,6 +10,8 @@
 # waited for, not an error.
 set -eu
 PKGS="iproute2 iputils-ping socat nftables bridge-utils runc crun busybox-static util-linux bind9-dnsutils etcd-server etcd-client openvswitch-switch chromium fonts-liberation graphviz docker.io iperf3"
+# CNI (issue 12): the reference plugins, and the runtimes the e2e tests drive ctnet with.
+PKGS="$PKGS containernetworking-plugins containerd podman"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -45,3 +47,6 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 command -v go >/dev/null || { echo "Go is needed (https://go.dev/dl); put it on PATH" >&2; exit 1; }
 go mod download
+# CNI (issue 12): the clients of the e2e tests, from the module proxy.
+[ -x "$(go env GOPATH)/bin/cnitool" ] || go install github.com/containernetworking/cni/cnitool@v1.3.1
+[ -x "$(go env GOPATH)/bin/crictl" ] || go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/ctnet/ctnet/internal/cli"
+	"github.com/ctnet/ctnet/internal/cni"
 	"github.com/ctnet/ctnet/internal/network"
 	"github.com/ctnet/ctnet/internal/ocirt"
 )
@@ -20,5 +21,10 @@ func main() {
 	// container runs it keeps the embedded resolver alive and holds its
 	// published ports.
 	ocirt.MaybeRunMonitor(network.Watch)
+	// A runtime calls CNI plugins without arguments; the processes ctnet
+	// starts (the resolver) inherit CNI_COMMAND but always have some.
+	if len(os.Args) == 1 && os.Getenv("CNI_COMMAND") != "" {
+		os.Exit(cni.Main("ctnet " + cli.Version + ": CNI plugin of ctnet networks"))
+	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

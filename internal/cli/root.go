@@ -193,6 +193,7 @@ whose inner end is eth0, addresses, NAT to the outside — without a daemon.`,
 	sys.AddCommand(a.overlayAgentCmd())
 	root.AddCommand(a.networkCmd(), a.bridgeCmd(), sys)
 	root.AddCommand(a.dockerPluginCmd())
+	root.AddCommand(a.cniCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.containerGroupCmd())
 	root.AddCommand(a.imageCmds()...)

@@ -356,7 +356,7 @@ func removeTree(dir string) {
 func (d *Dockerd) ImportBusybox(name string) {
 	d.t.Helper()
 	tarball := filepath.Join(d.Data, "busybox.tar")
-	b, err := linkModes(imagetest.BusyboxRootfsTar(d.t))
+	b, err := LinkModes(imagetest.BusyboxRootfsTar(d.t))
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -366,9 +366,9 @@ func (d *Dockerd) ImportBusybox(name string) {
 	d.MustDocker("import", "-c", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", tarball, name)
 }
 
-// linkModes gives hard links the mode of their target: Docker applies a
+// LinkModes gives hard links the mode of their target: Docker and Podman apply a
 // link's header mode to the shared inode (ctnet's unpacker ignores it).
-func linkModes(in []byte) ([]byte, error) {
+func LinkModes(in []byte) ([]byte, error) {
 	tr := tar.NewReader(bytes.NewReader(in))
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
