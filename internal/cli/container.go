@@ -471,6 +471,7 @@ func (a *app) portCmd() *cobra.Command {
 					return err
 				}
 				if lines = portspec.FormatPrivate(ms, port, proto); len(lines) == 0 {
+					//lint:ignore ST1005 Docker's words, which scripts grep
 					return fmt.Errorf("No public port '%d/%s' published for %s", port, proto, c.Name)
 				}
 			}

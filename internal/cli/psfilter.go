@@ -106,7 +106,7 @@ func (f psFilter) one(k, v string, c containers.Info, all []containers.Info) boo
 			if k == "publish" {
 				port = m.HostPort
 			}
-			if port == want[0].ContainerPort && (strings.Contains(v, "/") == false || m.Proto == want[0].Proto) {
+			if port == want[0].ContainerPort && (!strings.Contains(v, "/") || m.Proto == want[0].Proto) {
 				return true
 			}
 		}

@@ -232,6 +232,7 @@ func lookup(imgs []Image, ref string) (int, error) {
 	if nameErr != nil {
 		return 0, nameErr
 	}
+	//lint:ignore ST1005 Docker's words, which scripts grep
 	return 0, fmt.Errorf("No such image: %s; load it with `ctnet image load -i FILE` or import one: %w", name, ErrNotFound)
 }
 

@@ -561,6 +561,7 @@ func (t *Topology) Only(refs ...string) error {
 			}
 		}
 		if !found {
+			//lint:ignore ST1005 Docker's words, which scripts grep
 			return fmt.Errorf("No such network: %s; list networks with `ctnet network ls`", ref)
 		}
 	}
