@@ -105,7 +105,9 @@ func benchTable(cells []benchCell) string {
 			levels = append(levels, c.Level)
 		}
 	}
-	cell := func(v []float64) string { return fmt.Sprintf("%.2f (%.2f–%.2f)", median(v), slices.Min(v), slices.Max(v)) }
+	cell := func(v []float64) string {
+		return fmt.Sprintf("%.2f (%.2f–%.2f)", median(v), slices.Min(v), slices.Max(v))
+	}
 	var sb strings.Builder
 	for _, op := range []string{"ADD", "DEL"} {
 		fmt.Fprintf(&sb, "\n%s, ms, median (min–max)\n\n| attached | ctnet | bridge+host-local | ratio | ctnet -p | bridge+host-local+portmap -p | ratio |\n|---|---|---|---|---|---|---|\n", op)
