@@ -166,15 +166,15 @@ func TestConcurrentCreateSameName(t *testing.T) {
 			if len(strings.TrimSpace(outs[i])) != 64 {
 				t.Errorf("the winner printed %q, want the network id", outs[i])
 			}
-		case !strings.HasPrefix(outs[i], "Error: ") || !strings.Contains(outs[i], `network "same" already exists`) ||
+		case !strings.HasPrefix(outs[i], "Error: ") || !strings.Contains(outs[i], `network with name same already exists`) ||
 			strings.Count(strings.TrimSpace(outs[i]), "\n") != 0:
-			t.Errorf("a loser said %q, want one line `Error: network \"same\" already exists …`", outs[i])
+			t.Errorf("a loser said %q, want one line `Error: network with name same already exists …`", outs[i])
 		}
 	}
 	if won != 1 {
 		t.Errorf("%d of %d concurrent creates succeeded, want exactly 1", won, n)
 	}
-	if ls := s.MustCtnet("network", "ls", "--format", "{{.Name}}"); ls != "bridge\nsame\nhost\nnone\n" {
+	if ls := s.MustCtnet("network", "ls", "--format", "{{.Name}}"); ls != "bridge\nhost\nnone\nsame\n" {
 		t.Errorf("network ls:\n%s", ls)
 	}
 	checkKernelMatchesStore(t, s, nil)

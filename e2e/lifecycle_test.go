@@ -38,7 +38,7 @@ func TestNetworkCreateInspectRm(t *testing.T) {
 	if q := s.MustCtnet("network", "ls", "-q"); !strings.Contains(q, id[:12]) || !strings.Contains(q, auto[:12]) {
 		t.Errorf("ls -q:\n%s", q)
 	}
-	if f := s.MustCtnet("network", "ls", "--format", "{{.Name}} {{.Driver}}"); f != "bridge bridge\nauto bridge\nweb bridge\nhost host\nnone null\n" {
+	if f := s.MustCtnet("network", "ls", "--format", "{{.Name}} {{.Driver}}"); f != "auto bridge\nbridge bridge\nhost host\nnone null\nweb bridge\n" {
 		t.Errorf("ls --format:\n%s", f)
 	}
 	if got := s.MustCtnet("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", "web", "auto"); got != "10.10.0.0/24 10.10.0.254\n172.18.0.0/16 172.18.0.1\n" {

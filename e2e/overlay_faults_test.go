@@ -489,7 +489,7 @@ func TestOverlayBadInput(t *testing.T) {
 		{nil, []string{"network", "create", "-d", "overlay", "-o", "com.docker.network.bridge.name=x", "ov2"}, `unknown option "com.docker.network.bridge.name"`},
 		{nil, []string{"network", "create", "-d", "overlay", "--subnet", "10.200.1.0/24", "ov2"}, `overlaps network "ov"`},
 		{nil, []string{"network", "create", "--subnet", "10.200.1.0/24", "loc"}, `overlaps network "ov"`},
-		{nil, []string{"network", "create", "ov"}, `network "ov" already exists`},
+		{nil, []string{"network", "create", "ov"}, `network with name ov already exists`},
 		{nil, []string{"--advertise-addr", "192.0.2.9", "network", "ls"}, "--advertise-addr 192.0.2.9 is not an address of this host"},
 		{nil, []string{"--advertise-addr", "nosuch0", "network", "ls"}, "neither an address nor an interface"},
 		{nil, []string{"--store", "etcd://", "network", "ls"}, "no endpoint"},

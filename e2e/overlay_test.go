@@ -214,7 +214,7 @@ func TestOverlayAcrossHosts(t *testing.T) {
 			t.Errorf("%s: network ls: %q", h.name, out)
 		}
 	}
-	if o, e, err := h1.ctnet("network", "create", "-d", "overlay", "--subnet", "10.201.0.0/16", "ov"); err == nil || !strings.Contains(e, `network "ov" already exists`) {
+	if o, e, err := h1.ctnet("network", "create", "-d", "overlay", "--subnet", "10.201.0.0/16", "ov"); err == nil || !strings.Contains(e, `network with name ov already exists`) {
 		t.Errorf("the same name from another host: %v %s%s", err, o, e)
 	}
 
@@ -323,7 +323,7 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	if b1 != "172.17.0.2" || b2 != "172.17.0.2" {
 		t.Errorf("default network on h1, h2: %s, %s", b1, b2)
 	}
-	if out := h2.must("network", "ls", "--format", "{{.Name}} {{.Scope}}"); out != "bridge local\nov global\nhost local\nnone local\n" {
+	if out := h2.must("network", "ls", "--format", "{{.Name}} {{.Scope}}"); out != "bridge local\nhost local\nnone local\nov global\n" {
 		t.Errorf("network ls on h2: %q", out)
 	}
 

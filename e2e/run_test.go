@@ -125,7 +125,7 @@ func TestContainerLifecycle(t *testing.T) {
 	if out := s.MustCtnet("logs", "loop"); out != "started\n" {
 		t.Errorf("logs: %q", out)
 	}
-	if _, e, err := s.Ctnet("rm", "loop"); err == nil || !strings.Contains(e, "is running") {
+	if _, e, err := s.Ctnet("rm", "loop"); err == nil || !strings.Contains(e, "You cannot remove a running container") {
 		t.Errorf("rm of a running container: %v %s", err, e)
 	}
 	s.MustCtnet("stop", "-t", "1", "loop")
