@@ -353,19 +353,9 @@ func vethSpec(n driver.Network, ep driver.Endpoint, master int, peerNS netns.NsH
 
 // ifaceConfig is the inner end's configuration.
 func ifaceConfig(n driver.Network, ep driver.Endpoint) netx.IfaceConfig {
-	cfg := netx.IfaceConfig{Name: ep.IfName}
-	for _, a := range ep.Addrs {
-		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
-	}
+	cfg := driver.IfaceConfig(ep)
 	if a := endpointIPv6(n, ep); a.IsValid() {
 		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
-	}
-	for _, gw := range ep.Gateways {
-		if gw.Is4() {
-			cfg.Gateway4 = gw.AsSlice()
-		} else {
-			cfg.Gateway6 = gw.AsSlice()
-		}
 	}
 	return cfg
 }

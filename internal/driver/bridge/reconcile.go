@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ctnet/ctnet/internal/driver"
-	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/netx"
 )
 
@@ -127,33 +126,17 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 
 // rejoin recreates the veth pair of an endpoint whose namespace lives on,
 // with the addresses it holds.
+// Another namespace at that path now is left alone: the service releases
+// the endpoint.
 func (d *Driver) rejoin(ctx context.Context, n driver.Network, ep driver.EndpointState) error {
-	ns, err := namespace.Open(ep.NetNS)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if ns.Key != ep.NetNSKey {
-		return nil // another namespace at that path now; the service releases the endpoint
-	}
-	h, err := netx.Open(ns.Handle)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := netx.DeleteLink(h, ep.IfName); err != nil { // a half of the pair left inside
-		return err
-	}
-	return d.Join(ctx, n, ep.Endpoint, sandbox{path: ep.NetNS, h: h})
+	_, err := driver.InNamespace(ep.NetNS, ep.NetNSKey, func(sb driver.Sandbox) error {
+		if err := netx.DeleteLink(sb.Handle(), ep.IfName); err != nil { // a half of the pair left inside
+			return err
+		}
+		return d.Join(ctx, n, ep.Endpoint, sb)
+	})
+	return err
 }
-
-type sandbox struct {
-	path string
-	h    *netx.Handle
-}
-
-func (s sandbox) Path() string         { return s.path }
-func (s sandbox) Handle() *netx.Handle { return s.h }
 
 // reattach puts an endpoint's host veth back on the network's bridge (after
 // the bridge was deleted and made again), with its flags. It reports whether

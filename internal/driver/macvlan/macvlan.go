@@ -32,7 +32,6 @@ import (
 
 	"github.com/ctnet/ctnet/internal/driver"
 	"github.com/ctnet/ctnet/internal/errdefs"
-	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/netx"
 )
 
@@ -265,18 +264,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 		}
 		return fmt.Errorf("macvlan %s on %s: %w", ep.IfName, c.Parent, err)
 	}
-	cfg := netx.IfaceConfig{Name: ep.IfName}
-	for _, a := range ep.Addrs {
-		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
-	}
-	for _, gw := range ep.Gateways {
-		if gw.Is4() {
-			cfg.Gateway4 = gw.AsSlice()
-		} else {
-			cfg.Gateway6 = gw.AsSlice()
-		}
-	}
-	if err := netx.ConfigureIface(ns, cfg); err != nil {
+	if err := netx.ConfigureIface(ns, driver.IfaceConfig(ep)); err != nil {
 		netx.DeleteLink(ns, ep.IfName)
 		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
@@ -290,7 +278,8 @@ func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint
 	if nsGoing || ep.NetNS == "" {
 		return nil
 	}
-	return inNamespace(ep, func(h *netx.Handle) error {
+	return inNamespace(ep, func(sb driver.Sandbox) error {
+		h := sb.Handle()
 		l, err := netx.LinkOrNil(h, ep.IfName)
 		if _, ok := l.(*netlink.Macvlan); !ok || err != nil {
 			return err
@@ -299,23 +288,14 @@ func (d *Driver) Leave(ctx context.Context, n driver.Network, ep driver.Endpoint
 	})
 }
 
-// inNamespace runs f on a handle in ep's namespace, if it is still the one
-// ep joined.
-func inNamespace(ep driver.Endpoint, f func(*netx.Handle) error) error {
-	ns, err := namespace.Open(ep.NetNS)
-	if err != nil {
-		return nil // gone, and its links with it
-	}
-	defer ns.Close()
-	if ep.NetNSKey != "" && ns.Key != ep.NetNSKey {
+// inNamespace runs f in ep's namespace, if it is still the one ep joined;
+// a namespace gone takes its links with it, so that is no error.
+func inNamespace(ep driver.Endpoint, f func(driver.Sandbox) error) error {
+	entered, err := driver.InNamespace(ep.NetNS, ep.NetNSKey, f)
+	if !entered {
 		return nil
 	}
-	h, err := netx.Open(ns.Handle)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return f(h)
+	return err
 }
 
 // Publish and Unpublish have nothing to do: CreateEndpoint refuses ports.
@@ -360,7 +340,8 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 				continue
 			}
 			var missing bool
-			err := inNamespace(ep.Endpoint, func(h *netx.Handle) error {
+			err := inNamespace(ep.Endpoint, func(sb driver.Sandbox) error {
+				h := sb.Handle()
 				l, err := netx.LinkOrNil(h, ep.IfName)
 				if err != nil {
 					return err
@@ -372,7 +353,7 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 				if err := netx.DeleteLink(h, ep.IfName); err != nil { // something else under its name
 					return err
 				}
-				return d.Join(ctx, n.Network, ep.Endpoint, sandbox{path: ep.NetNS, h: h})
+				return d.Join(ctx, n.Network, ep.Endpoint, sb)
 			})
 			if err != nil {
 				return fmt.Errorf("endpoint %s of %s: %w", ep.IfName, ep.Name, err)
@@ -392,11 +373,3 @@ func (d *Driver) Reconcile(ctx context.Context, invAny driver.Inventory, s drive
 	}
 	return nil
 }
-
-type sandbox struct {
-	path string
-	h    *netx.Handle
-}
-
-func (s sandbox) Path() string         { return s.path }
-func (s sandbox) Handle() *netx.Handle { return s.h }

@@ -43,7 +43,6 @@ import (
 	"github.com/ctnet/ctnet/internal/driver/bridge"
 	"github.com/ctnet/ctnet/internal/errdefs"
 	"github.com/ctnet/ctnet/internal/firewall"
-	"github.com/ctnet/ctnet/internal/namespace"
 	"github.com/ctnet/ctnet/internal/netx"
 	"github.com/ctnet/ctnet/internal/ovsdb"
 	"github.com/ctnet/ctnet/internal/portspec"
@@ -450,18 +449,7 @@ func (d *Driver) Join(ctx context.Context, n driver.Network, ep driver.Endpoint,
 	if err := db.CheckInterfaces(ctx, ep.HostIf); err != nil {
 		return err
 	}
-	cfg := netx.IfaceConfig{Name: ep.IfName}
-	for _, a := range ep.Addrs {
-		cfg.Addrs = append(cfg.Addrs, netx.IPNet(a))
-	}
-	for _, gw := range ep.Gateways {
-		if gw.Is4() {
-			cfg.Gateway4 = gw.AsSlice()
-		} else {
-			cfg.Gateway6 = gw.AsSlice()
-		}
-	}
-	if err := netx.ConfigureIface(sb.Handle(), cfg); err != nil {
+	if err := netx.ConfigureIface(sb.Handle(), driver.IfaceConfig(ep)); err != nil {
 		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
 	return nil
@@ -690,38 +678,22 @@ func (d *Driver) drift(l netlink.Link, n driver.Network) string {
 
 // rejoin makes the veth pair of an endpoint whose namespace lives on again,
 // with the addresses it holds.
+// Another namespace at that path now is left alone: the service releases
+// the endpoint.
 func (d *Driver) rejoin(ctx context.Context, db *ovsdb.Client, n driver.Network, ep driver.EndpointState) error {
-	ns, err := namespace.Open(ep.NetNS)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if ns.Key != ep.NetNSKey {
-		return nil // another namespace at that path now; the service releases the endpoint
-	}
-	h, err := netx.Open(ns.Handle)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := netx.DeleteLink(h, ep.IfName); err != nil { // a half of the pair left inside
-		return err
-	}
-	// ovs-vswitchd must see the port go: one it finds again under the same
-	// name keeps reading the deleted device.
-	if err := db.DeletePort(ctx, "", ep.HostIf); err != nil {
-		return err
-	}
-	if err := d.sync(ctx, db); err != nil {
-		return err
-	}
-	return d.Join(ctx, n, ep.Endpoint, sandbox{path: ep.NetNS, h: h})
+	_, err := driver.InNamespace(ep.NetNS, ep.NetNSKey, func(sb driver.Sandbox) error {
+		if err := netx.DeleteLink(sb.Handle(), ep.IfName); err != nil { // a half of the pair left inside
+			return err
+		}
+		// ovs-vswitchd must see the port go: one it finds again under the
+		// same name keeps reading the deleted device.
+		if err := db.DeletePort(ctx, "", ep.HostIf); err != nil {
+			return err
+		}
+		if err := d.sync(ctx, db); err != nil {
+			return err
+		}
+		return d.Join(ctx, n, ep.Endpoint, sb)
+	})
+	return err
 }
-
-type sandbox struct {
-	path string
-	h    *netx.Handle
-}
-
-func (s sandbox) Path() string         { return s.path }
-func (s sandbox) Handle() *netx.Handle { return s.h }
