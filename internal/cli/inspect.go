@@ -254,7 +254,7 @@ func (a *app) inspectCmd() *cobra.Command {
 						j.Config.ExposedPorts[fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)] = struct{}{}
 					}
 				}
-				j.ResolvConfPath, j.HostnamePath, j.HostsPath = m.EtcPath(c.ID, "/etc/resolv.conf"), m.EtcPath(c.ID, "/etc/hostname"), m.EtcPath(c.ID, "/etc/hosts")
+				j.ResolvConfPath, j.HostnamePath, j.HostsPath = m.EtcPaths(c.ID)
 				j.HostConfig.PortBindings = askedBindings(c.PortBindings)
 				j.NetworkSettings.Ports = portBindings(publishedNow(*c))
 				if j.HostConfig.IpcMode == "" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,8 +13,10 @@ import (
 )
 
 // psFilter is `ps --filter KEY=VALUE…`, Docker's keys: values of one key
-// are alternatives, different keys must all hold.
-type psFilter map[string][]string
+// are alternatives, different keys must all hold. Each value is parsed once,
+// into a test of one container (all lists every container, for
+// before/since).
+type psFilter map[string][]func(c containers.Info, all []containers.Info) bool
 
 var psFilterKeys = []string{"id", "name", "label", "exited", "status", "ancestor", "network", "publish", "expose", "before", "since"}
 
@@ -26,101 +29,103 @@ func parsePSFilter(args []string) (psFilter, error) {
 		if !ok {
 			return nil, fmt.Errorf("--filter %q: want KEY=VALUE (keys: %s)", a, strings.Join(psFilterKeys, ", "))
 		}
-		known := false
-		for _, kk := range psFilterKeys {
-			known = known || kk == k
-		}
-		if !known {
+		if !slices.Contains(psFilterKeys, k) {
 			return nil, fmt.Errorf("--filter %q: Invalid filter '%s'; use %s", a, k, strings.Join(psFilterKeys, ", "))
 		}
-		switch k {
-		case "exited":
-			if _, err := strconv.Atoi(v); err != nil {
-				return nil, fmt.Errorf("--filter exited=%s: want an exit code (an integer)", v)
-			}
-		case "status":
-			ok := false
-			for _, s := range psStatuses {
-				ok = ok || s == v
-			}
-			if !ok {
-				return nil, fmt.Errorf("--filter %q: Invalid filter 'status=%s'; use %s", a, v, strings.Join(psStatuses, ", "))
-			}
-		case "name":
-			if _, err := regexp.Compile(v); err != nil {
-				return nil, fmt.Errorf("--filter name=%s: %v", v, err)
-			}
+		test, err := psTest(a, k, v)
+		if err != nil {
+			return nil, err
 		}
-		f[k] = append(f[k], v)
+		f[k] = append(f[k], test)
 	}
 	return f, nil
 }
 
-// match says whether c passes every key; all lists every container (for
-// before/since).
+// match says whether c passes every key.
 func (f psFilter) match(c containers.Info, all []containers.Info) bool {
-	for k, vs := range f {
-		ok := false
-		for _, v := range vs {
-			ok = ok || f.one(k, v, c, all)
-		}
-		if !ok {
+	for _, tests := range f {
+		if !slices.ContainsFunc(tests, func(t func(containers.Info, []containers.Info) bool) bool { return t(c, all) }) {
 			return false
 		}
 	}
 	return true
 }
 
-func (f psFilter) one(k, v string, c containers.Info, all []containers.Info) bool {
+func psTest(a, k, v string) (func(c containers.Info, all []containers.Info) bool, error) {
 	switch k {
 	case "id":
-		return strings.HasPrefix(c.ID, v)
+		return func(c containers.Info, _ []containers.Info) bool { return strings.HasPrefix(c.ID, v) }, nil
 	case "name":
-		re := regexp.MustCompile(v) // checked by parsePSFilter
-		return re.MatchString(c.Name) || re.MatchString("/"+c.Name)
+		re, err := regexp.Compile(v)
+		if err != nil {
+			return nil, fmt.Errorf("--filter name=%s: %v", v, err)
+		}
+		return func(c containers.Info, _ []containers.Info) bool {
+			return re.MatchString(c.Name) || re.MatchString("/"+c.Name)
+		}, nil
 	case "label":
 		key, val, hasVal := strings.Cut(v, "=")
-		got, ok := c.Labels[key]
-		return ok && (!hasVal || got == val)
+		return func(c containers.Info, _ []containers.Info) bool {
+			got, ok := c.Labels[key]
+			return ok && (!hasVal || got == val)
+		}, nil
 	case "exited":
-		n, _ := strconv.Atoi(v)
-		return !c.Status.Running && c.Status.Status == "exited" && c.Status.ExitCode == n
-	case "status":
-		return c.Status.Status == v
-	case "ancestor":
-		return c.Image == v || c.Image == v+":latest" || strings.TrimSuffix(c.Image, ":latest") == v || strings.HasPrefix(strings.TrimPrefix(c.ImageID, "sha256:"), strings.TrimPrefix(v, "sha256:")) && len(strings.TrimPrefix(v, "sha256:")) >= 4
-	case "network":
-		for _, at := range c.Attachments {
-			if at.Network == v || strings.HasPrefix(at.NetworkID, v) {
-				return true
-			}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("--filter exited=%s: want an exit code (an integer)", v)
 		}
-		return c.NetworkMode == v
+		return func(c containers.Info, _ []containers.Info) bool {
+			return !c.Status.Running && c.Status.Status == "exited" && c.Status.ExitCode == n
+		}, nil
+	case "status":
+		if !slices.Contains(psStatuses, v) {
+			return nil, fmt.Errorf("--filter %q: Invalid filter 'status=%s'; use %s", a, v, strings.Join(psStatuses, ", "))
+		}
+		return func(c containers.Info, _ []containers.Info) bool { return c.Status.Status == v }, nil
+	case "ancestor":
+		id := strings.TrimPrefix(v, "sha256:")
+		return func(c containers.Info, _ []containers.Info) bool {
+			return c.Image == v || c.Image == v+":latest" || strings.TrimSuffix(c.Image, ":latest") == v ||
+				len(id) >= 4 && strings.HasPrefix(strings.TrimPrefix(c.ImageID, "sha256:"), id)
+		}, nil
+	case "network":
+		return func(c containers.Info, _ []containers.Info) bool {
+			for _, at := range c.Attachments {
+				if at.Network == v || strings.HasPrefix(at.NetworkID, v) {
+					return true
+				}
+			}
+			return c.NetworkMode == v
+		}, nil
 	case "publish", "expose":
 		want, err := portspec.ParseAll([]string{v})
-		for _, m := range publishedNow(c) {
-			if err != nil || len(want) == 0 {
-				break
-			}
-			port := m.ContainerPort
-			if k == "publish" {
-				port = m.HostPort
-			}
-			if port == want[0].ContainerPort && (!strings.Contains(v, "/") || m.Proto == want[0].Proto) {
-				return true
-			}
+		if err != nil || len(want) == 0 {
+			return func(containers.Info, []containers.Info) bool { return false }, nil
 		}
-		return false
-	case "before", "since":
-		for _, o := range all {
-			if o.Name == v || strings.HasPrefix(o.ID, v) || network.ShortID(o.ID) == v {
-				if k == "before" {
-					return c.Created.Before(o.Created)
+		anyProto := !strings.Contains(v, "/")
+		return func(c containers.Info, _ []containers.Info) bool {
+			for _, m := range publishedNow(c) {
+				port := m.ContainerPort
+				if k == "publish" {
+					port = m.HostPort
 				}
-				return c.Created.After(o.Created)
+				if port == want[0].ContainerPort && (anyProto || m.Proto == want[0].Proto) {
+					return true
+				}
 			}
-		}
-		return false
+			return false
+		}, nil
+	default: // before, since
+		return func(c containers.Info, all []containers.Info) bool {
+			for _, o := range all {
+				if o.Name == v || strings.HasPrefix(o.ID, v) || network.ShortID(o.ID) == v {
+					if k == "before" {
+						return c.Created.Before(o.Created)
+					}
+					return c.Created.After(o.Created)
+				}
+			}
+			return false
+		}, nil
 	}
-	return false
 }

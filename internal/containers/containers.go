@@ -101,13 +101,14 @@ func (c *Container) Cmd() []string {
 	return c.Args
 }
 
-// EtcPath is where the container's dst (/etc/hosts, …) is kept on the host.
-func (m *Manager) EtcPath(id, dst string) string {
+// EtcPaths are where the container's /etc/resolv.conf, /etc/hostname and
+// /etc/hosts are kept on the host ("" if the runtime is not found).
+func (m *Manager) EtcPaths(id string) (resolvConf, hostname, hosts string) {
 	rt, err := m.runtimeFor("")
 	if err != nil {
-		return ""
+		return "", "", ""
 	}
-	return rt.EtcFile(id, dst)
+	return rt.EtcFile(id, "/etc/resolv.conf"), rt.EtcFile(id, "/etc/hostname"), rt.EtcFile(id, "/etc/hosts")
 }
 
 // Status is how a container is, as its runtime says.
