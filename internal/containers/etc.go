@@ -38,7 +38,10 @@ func (m *Manager) etcFiles(c *Container) (map[string][]byte, error) {
 		fmt.Fprintf(&hosts, "%s\t%s\n", strings.Trim(ip, "[]"), name)
 	}
 	// As Docker: each address with the host name only (the container's
-	// name resolves through the embedded DNS on user networks).
+	// name resolves through the embedded DNS on user networks), the oldest
+	// attachment first, so that `hostname -i` stays what it was after a
+	// connect.
+	slices.SortStableFunc(atts, func(a, b network.Attachment) int { return a.Created.Compare(b.Created) })
 	for _, a := range atts {
 		for _, p := range a.Addrs() {
 			fmt.Fprintf(&hosts, "%s\t%s\n", p.Addr(), c.Hostname)
