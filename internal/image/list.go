@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/distribution/reference"
 )
 
 // ListOptions are those of `docker images`.
@@ -205,11 +203,11 @@ func matchLabels(filters []string, labels map[string]string) bool {
 // Docker tries: busybox:latest, busybox, docker.io/library/busybox:latest,
 // docker.io/library/busybox.
 func matchReference(patterns []string, name string) bool {
-	named, err := reference.ParseNormalizedNamed(name)
+	named, err := parseNormalized(name)
 	if err != nil {
 		return false
 	}
-	targets := []string{reference.FamiliarString(named), reference.FamiliarName(named), reference.TagNameOnly(named).String(), named.Name()}
+	targets := []string{named.FamiliarString(), named.FamiliarName(), named.WithDefaultTag().String(), named.Name()}
 	for _, p := range patterns {
 		for _, t := range targets {
 			if ok, _ := path.Match(p, t); ok {

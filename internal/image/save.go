@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/distribution/reference"
 )
 
 // savedImage is an image Save writes and the names it writes it under.
@@ -167,8 +165,8 @@ func mustNormalize(ref string) string {
 }
 
 func isNameOnly(ref string) bool {
-	named, err := reference.ParseNormalizedNamed(ref)
-	return err == nil && reference.IsNameOnly(named)
+	named, err := parseNormalized(ref)
+	return err == nil && named.NameOnly()
 }
 
 type ociDescriptor struct {
@@ -281,13 +279,13 @@ func (s *Store) writeArchive(w io.Writer, imgs []*savedImage) error {
 			}
 			repos[repo][tag] = strings.TrimPrefix(r.DiffIDs[len(r.DiffIDs)-1], "sha256:")
 			repoTags = append(repoTags, n)
-			named, err := reference.ParseNormalizedNamed(n)
+			named, err := parseNormalized(n)
 			if err != nil {
 				return fail(err)
 			}
 			d := mdesc
 			d.Annotations = map[string]string{
-				"io.containerd.image.name":          reference.TagNameOnly(named).String(),
+				"io.containerd.image.name":          named.WithDefaultTag().String(),
 				"org.opencontainers.image.ref.name": tag,
 			}
 			index.Manifests = append(index.Manifests, d)

@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/distribution/reference"
 	"golang.org/x/sys/unix"
 )
 
@@ -479,14 +478,14 @@ func NormalizeName(ref string) (string, error) {
 		// the library's messages would repeat it raw
 		return "", fmt.Errorf("invalid image reference %q: invalid reference format", ref)
 	}
-	named, err := reference.ParseNormalizedNamed(ref)
+	named, err := parseNormalized(ref)
 	if err != nil {
 		return "", fmt.Errorf("invalid image reference %q: %v", ref, err)
 	}
-	if _, ok := named.(reference.Digested); ok {
+	if named.digest != "" {
 		return "", fmt.Errorf("invalid image reference %q: digests are not supported (images here come from archives, not a registry)", ref)
 	}
-	return reference.FamiliarString(reference.TagNameOnly(named)), nil
+	return named.WithDefaultTag().FamiliarString(), nil
 }
 
 // repoTag splits a normalised name into repository and tag.

@@ -49,7 +49,7 @@ func (r *Runtime) groups() []string {
 	for _, h := range hierarchies() {
 		ents, _ := os.ReadDir(filepath.Join(h, r.group))
 		for _, e := range ents {
-			if e.IsDir() && validID.MatchString(e.Name()) && !seen[e.Name()] {
+			if e.IsDir() && validID(e.Name()) && !seen[e.Name()] {
 				seen[e.Name()] = true
 				ids = append(ids, e.Name())
 			}

@@ -34,7 +34,7 @@ type meta struct {
 // Create prepares the bundle: overlay root (or the host's / read-only), etc
 // files, IPC namespace and config.json. On failure nothing is left behind.
 func (r *Runtime) Create(ctx context.Context, s Spec) (_ *Container, err error) {
-	if !validID.MatchString(s.ID) {
+	if !validID(s.ID) {
 		return nil, fmt.Errorf("container id %q: want letters, digits, '_', '.', '-'", s.ID)
 	}
 	if len(s.Args) == 0 {
@@ -157,7 +157,7 @@ func (r *Runtime) setupIPC(p *paths, mode string) (string, string, error) {
 			return target, "", nil
 		}
 		other := r.paths(target)
-		if !validID.MatchString(target) || !isMountpoint(other.ipcns()) {
+		if !validID(target) || !isMountpoint(other.ipcns()) {
 			return "", "", fmt.Errorf("ipc %s: container %q has no shareable IPC namespace (create it with IPC \"shareable\")", mode, target)
 		}
 		return other.ipcns(), other.shm(), nil

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -225,7 +226,7 @@ func listIDs(dir string) ([]string, error) {
 	}
 	var ids []string
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != "runc" && validID.MatchString(e.Name()) {
+		if e.IsDir() && e.Name() != "runc" && validID(e.Name()) {
 			ids = append(ids, e.Name())
 		}
 	}
@@ -382,7 +383,7 @@ func waitFD(ctx context.Context, fd int, timeout time.Duration) (bool, error) {
 // A running container is refused unless force, which kills it first.
 // Deleting a missing container is not an error.
 func (r *Runtime) Delete(id string, force bool) error {
-	if !validID.MatchString(id) {
+	if !validID(id) {
 		return fmt.Errorf("container id %q: invalid", id)
 	}
 	p := r.paths(id)
@@ -431,7 +432,12 @@ func notExist(out []byte) bool {
 	return strings.Contains(s, "does not exist") || strings.Contains(s, "not found") || strings.Contains(s, "No such file")
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+// validIDChars is validID's rule: a letter or digit, then letters,
+// digits, _ . - (as runc's). Compiled on first use: a package-level
+// regexp costs every ctnet command at start.
+var validIDChars = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`) })
+
+func validID(id string) bool { return validIDChars().MatchString(id) }
 
 func (r *Runtime) ociRoot() string { return filepath.Join(r.runDir, "runc") }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -92,13 +93,17 @@ func showMap(m map[string]string) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-var uuidForm = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+// uuidForm is compiled on first use: a package-level regexp costs every
+// ctnet command at start.
+var uuidForm = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+})
 
 // quote writes a string atom as OVSDB's text form does: bare when it reads
 // as an identifier (a letter or _, then letters, digits, _ - .) and could
 // not be taken for a boolean or a UUID, else as a JSON string.
 func quote(s string) string {
-	bare := s != "" && s != "true" && s != "false" && !uuidForm.MatchString(s)
+	bare := s != "" && s != "true" && s != "false" && !uuidForm().MatchString(s)
 	for i, r := range s {
 		if !bare {
 			break
