@@ -17,11 +17,13 @@ fi
 quick=0
 out=$here/RESULTS.md
 args=()
+prev=
 for a in "$@"; do
 	case $a in
 	--quick) quick=1; out=$here/RESULTS.quick.md; args+=(-quick) ;;
-	*) args+=("$a") ;;
+	*) [ "$prev" = -out ] && out=$a; args+=("$a") ;;
 	esac
+	prev=$a
 done
 
 tmp=$(mktemp -d /tmp/bn-bench.XXXXXX)

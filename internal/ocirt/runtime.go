@@ -395,8 +395,12 @@ func (r *Runtime) Delete(id string, force bool) error {
 			return err
 		}
 	}
-	if out, err := r.command(context.Background(), "delete", "--force", id).CombinedOutput(); err != nil && !notExist(out) {
-		return fmt.Errorf("container %s: %s delete: %s: %w", id, filepath.Base(r.Binary), runtimeMessage(out), err)
+	// A container run in the foreground is gone from the OCI runtime once
+	// it exits (`run` deletes it): no second runtime process to ask again.
+	if _, err := os.Lstat(filepath.Join(r.ociRoot(), id)); !errors.Is(err, os.ErrNotExist) {
+		if out, err := r.command(context.Background(), "delete", "--force", id).CombinedOutput(); err != nil && !notExist(out) {
+			return fmt.Errorf("container %s: %s delete: %s: %w", id, filepath.Base(r.Binary), runtimeMessage(out), err)
+		}
 	}
 	for _, m := range p.mounts() {
 		if err := unmount(m); err != nil {

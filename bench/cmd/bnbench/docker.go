@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -175,6 +176,16 @@ func (b *bench) docker() {
 	}
 	type pair struct{ bridge, none, diff series }
 	var dp, cp pair
+	var rn series // runc alone, ctnet's bundle, network none
+	runcRun, rerr := func() (func(i int) time.Duration, error) {
+		if cerr != nil {
+			return nil, cerr
+		}
+		return runcAlone(cs, crun)
+	}()
+	if rerr != nil && cerr == nil {
+		fmt.Fprintf(w, "No `runc run` figure: `%s`\n\n", strings.ReplaceAll(rerr.Error(), "\n", " ⏎ "))
+	}
 	measure := func(p *pair, it int, run func(args ...string) response) {
 		one := func(net string) time.Duration {
 			return time.Duration(run("run", "--rm", "--network", net, "bn-busybox", "true").Ns)
@@ -196,13 +207,20 @@ func (b *bench) docker() {
 		if cerr == nil {
 			measure(&cp, it, crun)
 		}
+		if rerr == nil {
+			rn.addD(runcRun(it))
+		}
 	}
 	t := &table{head: []string{"tool", "run --network bridge", "run --network none", "network overhead (paired difference)"}}
 	t.row("docker", dp.bridge.cell(1), dp.none.cell(1), dp.diff.cell(1))
 	t.row("ctnet", cp.bridge.cell(1), cp.none.cell(1), cp.diff.cell(1))
 	t.row("docker/ctnet", ratio(&dp.bridge, &cp.bridge), ratio(&dp.none, &cp.none), ratio(&dp.diff, &cp.diff))
+	t.row("`runc run` alone, ctnet's bundle", "", rn.cell(1), "")
+	t.row("ctnet/runc", ratio(&cp.bridge, &rn), ratio(&cp.none, &rn), "")
 	fmt.Fprintf(w, "`run --rm IMAGE true`, whole client process, ms, median (min–max), n = %d pairs; "+
-		"the two tools interleaved per iteration.\n\n%s\n", b.n, t)
+		"the tools interleaved per iteration. `runc run` alone: the OCI runtime ctnet calls, with the bundle `ctnet run` "+
+		"wrote (its overlay root, mounts, seccomp profile, capabilities), the command `true`, a new network namespace "+
+		"and no network: the floor of `ctnet run --network none`.\n\n%s\n", b.n, t)
 	if cs != nil {
 		b.recordMem("ctnet", "after the runs", cs)
 		b.drop(cs)
@@ -211,4 +229,53 @@ func (b *bench) docker() {
 		panic(derr)
 	}
 	b.recordMem("docker", "idle, after the runs", d.sb)
+}
+
+// runcAlone prepares, in the ctnet sandbox, a bundle made from the one
+// `ctnet run` writes (a detached container is started to get it) and
+// returns a function that times `runc run` of it, whole process, once per
+// call with a fresh container id.
+func runcAlone(s *sandbox, run func(args ...string) response) (func(i int) time.Duration, error) {
+	run("run", "-d", "--network", "none", "--name", "bnrunc", "bn-busybox", "sleep", "3600")
+	dir := filepath.Join(s.run, "ctnet", "containers")
+	out := s.exec("sh", "-c", "ls -d "+dir+"/*/config.json")
+	cfgPath := strings.TrimSpace(out.Out)
+	if strings.Contains(cfgPath, "\n") || cfgPath == "" {
+		return nil, fmt.Errorf("want one container bundle in %s, found %q", dir, cfgPath)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal([]byte(s.exec("cat", cfgPath).Out), &spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
+	}
+	proc, _ := spec["process"].(map[string]any)
+	linux, _ := spec["linux"].(map[string]any)
+	if proc == nil || linux == nil {
+		return nil, fmt.Errorf("%s: no process or linux section", cfgPath)
+	}
+	proc["args"] = []string{"true"}
+	proc["terminal"] = false
+	delete(spec, "hooks")
+	// New namespaces (the running container's network and IPC ones are
+	// its own) and a cgroup of its own.
+	var nss []map[string]any
+	for _, n := range linux["namespaces"].([]any) {
+		m := n.(map[string]any)
+		delete(m, "path")
+		nss = append(nss, m)
+	}
+	linux["namespaces"] = nss
+	if cg, ok := linux["cgroupsPath"].(string); ok {
+		linux["cgroupsPath"] = filepath.Join(filepath.Dir(cg), "bn-runc") // beside ctnet's, removed by runc after each run
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	bundle := filepath.Join(s.run, "bn-runc-bundle")
+	s.exec("mkdir", "-p", bundle)
+	s.must(request{Op: "exec", Argv: []string{"sh", "-c", "cat > " + bundle + "/config.json"}, Stdin: string(b)})
+	root := filepath.Join(s.run, "bn-runc-root")
+	return func(i int) time.Duration {
+		return time.Duration(s.exec("runc", "--root", root, "run", "--bundle", bundle, fmt.Sprintf("bn-runc-%d", i)).Ns)
+	}, nil
 }
